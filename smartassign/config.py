@@ -1,0 +1,370 @@
+"""One typed configuration object, loaded from ``params.yaml``.
+
+Every hyper-parameter of the project lives in ``params.yaml`` under six sections
+(``model``, ``loss``, ``data``, ``train``, ``tune``, ``registry``). :func:`load_config`
+reads the file into :class:`Config`; unknown keys and out-of-range values are refused
+with a :class:`ConfigError` that names the offending key, e.g. ``model.channels``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class Variant(str, Enum):
+    """Ablation variants of the paper (Tables 3 and 4)."""
+
+    V1 = "V1"  # no knowledge contrast
+    V2 = "V2"  # no GKFM / TKFF: conventional multi-task learning, decoders read F_wk
+    V3 = "V3"  # no gated CNN branch in GLSF-ViT
+    V4 = "V4"  # single task (``model.single_task`` names which)
+    V5 = "V5"  # no recognition task
+    V6 = "V6"  # full SmartAssign
+    K1 = "K1"  # encoder and GKFMs frozen, decoders read only the common knowledge F_ck
+    K2 = "K2"  # encoder and GKFMs frozen, decoders read only unique knowledge F_rk / F_sk
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelConfig(_Section):
+    """Network of paper Sec. 3.2."""
+
+    channels: int = Field(32, ge=4, description="C: knowledge atoms in F_wk (channels)")
+    sam_hidden: int = Field(16, ge=1, description="width of the SAM convolutions (Eq. 5)")
+    patch_size: int = Field(4, ge=1, le=16, description="GLSF-ViT patch size p")
+    embed_dim: int = Field(64, ge=8, description="token width d of GLSF-ViT")
+    num_blocks: int = Field(2, ge=1, description="N GLSF-ViT blocks (Eq. 6)")
+    num_heads: int = Field(4, ge=1)
+    mlp_ratio: float = Field(2.0, gt=0)
+    window_size: int = Field(8, ge=0, description="attention window in tokens; 0 = global")
+    shift_windows: bool = Field(True, description="shift windows by half in every other block")
+    gate: Literal["silu", "sigmoid"] = Field("silu", description="gate of Eq. 9 and Eq. 11")
+    gate_reduction: int = Field(4, ge=1, description="FC bottleneck ratio of the channel gate")
+    gkfm_hidden: int = Field(24, ge=1, description="GKFM hidden width (Eq. 11)")
+    gkfm_out: int = Field(24, ge=1, description="GKFM output width (Eq. 11)")
+    decoder_hidden: int = Field(24, ge=1, description="width of D_dr / D_ds / D_re (Eq. 12)")
+    residual: bool = Field(True, description="D_dr / D_ds predict a residual on the input")
+    drm_grid: int = Field(4, ge=1, description="DRM pools each atom to a grid x grid map")
+    drm_dim: int = Field(16, ge=1, description="F: row length of the DRM matrices")
+    variant: Variant = Variant.V6
+    single_task: Literal["rain", "snow"] = Field("rain", description="task of variant V4")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"model.embed_dim ({self.embed_dim}) must be divisible by "
+                f"model.num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class LossConfig(_Section):
+    """Losses of paper Sec. 3.3 (Eq. 13-19)."""
+
+    charbonnier_eps: float = Field(1e-3, gt=0, description="epsilon of Eq. 13")
+    grad_weight: float = Field(1.0, ge=0, description="weight of Eq. 14")
+    recog_weight: float = Field(1.0, ge=0, description="weight of Eq. 16")
+    lambda1: float = Field(0.01, ge=0, description="weight of the quasi-sparsity loss, Eq. 15")
+    lambda2: float = Field(0.001, ge=0, description="weight of the knowledge contrast, Eq. 17-18")
+    contrast_temperature: float = Field(0.5, gt=0, description="tau of the contrast similarity")
+
+
+class SplitSizes(_Section):
+    """One count per split."""
+
+    train: int = Field(0, ge=0)
+    val: int = Field(0, ge=0)
+    test: int = Field(0, ge=0)
+
+
+class _Ranges(_Section):
+    """A section of ``(low, high)`` ranges: ordered, and non-negative except for angles."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Ranges:
+        for name, value in self:
+            if not isinstance(value, tuple):
+                continue
+            low, high = value
+            if low > high:
+                raise ValueError(f"{name}: low end {low} exceeds high end {high}")
+            if low < 0 and name != "angle":
+                raise ValueError(f"{name}: must not be negative, got {low}")
+        return self
+
+
+class RainSynthesis(_Ranges):
+    """Synthetic rain streaks; every ``(low, high)`` range is sampled once per image."""
+
+    layers: tuple[int, int] = Field((1, 3), description="streak layers (depth planes)")
+    density: tuple[float, float] = Field(
+        (0.002, 0.012), description="streak seeds per pixel, per layer"
+    )
+    angle: tuple[float, float] = Field((-25.0, 25.0), description="degrees from vertical")
+    angle_jitter: float = Field(4.0, ge=0, description="angle spread between layers (degrees)")
+    length: tuple[float, float] = Field((8.0, 40.0), description="streak length (pixels)")
+    width: tuple[float, float] = Field((0.4, 1.4), description="streak width (Gaussian sigma)")
+    brightness: tuple[float, float] = Field((0.35, 0.85), description="streak peak opacity")
+    haze: tuple[float, float] = Field((0.0, 0.25), description="veiling haze strength")
+    haze_probability: float = Field(0.5, ge=0, le=1, description="share of images with haze")
+
+
+class SnowSynthesis(_Ranges):
+    """Synthetic snow; every ``(low, high)`` range is sampled once per image."""
+
+    density: tuple[float, float] = Field((4.0, 30.0), description="flakes per 10 000 pixels")
+    size: tuple[float, float] = Field(
+        (0.6, 4.5), description="flake radius (pixels), power-law: many small, few large"
+    )
+    opacity: tuple[float, float] = Field((0.45, 1.0), description="flake opacity")
+    motion: tuple[float, float] = Field((0.0, 6.0), description="motion blur length (pixels)")
+    angle: tuple[float, float] = Field((-40.0, 40.0), description="fall direction from vertical")
+    haze: tuple[float, float] = Field((0.0, 0.3), description="veiling (snow haze) strength")
+    haze_probability: float = Field(0.6, ge=0, le=1, description="share of images with veiling")
+
+
+class SyntheticData(_Section):
+    """The embedded default data set: synthetic rain and snow over clean photographs."""
+
+    enabled: bool = True
+    photos: str = Field("builtin", description="'builtin' or a folder of clean photographs")
+    size: int = Field(256, ge=32, description="side of the square crops (pixels)")
+    min_scale: float = Field(
+        0.5, gt=0, le=1, description="photos are downscaled by a factor in [min_scale, 1]"
+    )
+    val_photos: int = Field(1, ge=0, description="source photos reserved for validation")
+    test_photos: int = Field(1, ge=0, description="source photos reserved for testing")
+    crops_per_photo: SplitSizes = Field(
+        default_factory=lambda: SplitSizes(train=24, val=12, test=12),
+        description="crops per photo and task, per split",
+    )
+    rain: RainSynthesis = Field(default_factory=RainSynthesis)
+    snow: SnowSynthesis = Field(default_factory=SnowSynthesis)
+
+
+class DatasetSpec(_Section):
+    """A benchmark data set in its published folder layout (see docs/data.md)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="key in reports")
+    layout: Literal["rain_streak", "rain1200", "spa", "snow100k", "srrs", "csd", "paired"]
+    root: str = Field(min_length=1)
+    task: Literal["rain", "snow"] | None = Field(None, description="paired layout only")
+    input_dir: str = Field("", description="paired layout: degraded images, under root")
+    target_dir: str = Field("", description="paired layout: clean images, under root")
+    match: Literal["auto", "exact", "prefix", "many_to_one", "regex"] = Field(
+        "auto", description="paired layout: file-name rule pairing inputs with targets"
+    )
+    input_regex: str = Field("", description="match=regex: input stem, with (?P<key>...)")
+    target_regex: str = Field("", description="match=regex: target stem, with (?P<key>...)")
+    split: Literal["auto", "train", "val", "test"] = Field(
+        "auto", description="paired layout: the split of the whole folder; auto = hold out"
+    )
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="held out for val if no val split")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="held out for test if no test split")
+    max_pairs: SplitSizes = Field(
+        default_factory=SplitSizes, description="keep at most this many pairs; 0 = all"
+    )
+
+    @model_validator(mode="after")
+    def _layout_options(self) -> DatasetSpec:
+        paired_only = {
+            "task",
+            "input_dir",
+            "target_dir",
+            "match",
+            "input_regex",
+            "target_regex",
+            "split",
+        }
+        if self.layout != "paired":
+            extra = sorted(paired_only & self.model_fields_set)
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for layout 'paired'")
+        elif self.task is None or not self.input_dir or not self.target_dir:
+            raise ValueError("layout 'paired' needs task, input_dir and target_dir")
+        if self.match == "regex":
+            for key in ("input_regex", "target_regex"):
+                value = getattr(self, key)
+                try:
+                    groups = re.compile(value).groupindex if value else {}
+                except re.error as error:
+                    raise ValueError(f"{key}: {error}") from None
+                if "key" not in groups:
+                    raise ValueError(f"{key}: match=regex needs a named group (?P<key>...)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must stay below 1")
+        return self
+
+
+class Precrop(_Section):
+    """Optional tiling of benchmark training pairs into smaller files."""
+
+    size: int = Field(0, ge=0, description="tile side (pixels); 0 = off")
+    stride: int = Field(0, ge=0, description="step between tiles; 0 = size (no overlap)")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Precrop:
+        if 0 < self.size < 16:
+            raise ValueError(f"size: 0 (off) or at least 16, got {self.size}")
+        return self
+
+
+class DataConfig(_Section):
+    """Data preparation and loading (see ``smartassign.data`` and docs/data.md)."""
+
+    root: str = Field("data", description="folder the prepare stage writes to")
+    seed: int = Field(0, ge=0)
+    crop_size: int = Field(128, ge=16, description="training crop (pixels)")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers per training worker")
+    small_images: Literal["pad", "refuse"] = Field(
+        "pad", description="training images smaller than crop_size: reflect-pad or refuse"
+    )
+    balance_tasks: bool = Field(True, description="draw rain and snow equally in training")
+    samples_per_epoch: int = Field(0, ge=0, description="0 = size of the training manifest")
+    quality_pairs: int = Field(64, ge=0, description="pairs scored per report cell; 0 = all")
+    prepare_workers: int = Field(2, ge=1, description="threads checking files in prepare")
+    synthetic: SyntheticData = Field(default_factory=SyntheticData)
+    datasets: tuple[DatasetSpec, ...] = ()
+    precrop: Precrop = Field(default_factory=Precrop)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        names = [spec.name for spec in self.datasets]
+        if self.synthetic.enabled:
+            names.append("synthetic")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"datasets: duplicate names {duplicates} ('synthetic' is reserved)")
+        small = self.synthetic.enabled and self.synthetic.size < self.crop_size
+        if small and self.small_images == "refuse":
+            raise ValueError(
+                f"synthetic.size ({self.synthetic.size}) < crop_size ({self.crop_size}) "
+                "with small_images: refuse would refuse every synthetic image"
+            )
+        return self
+
+
+class TrainConfig(_Section):
+    """Optimisation (paper Sec. 4.1) and the Ray Train run."""
+
+    seed: int = Field(0, ge=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(4, ge=1)
+    lr: float = Field(4e-4, gt=0, description="Adam learning rate")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="plateau decay factor")
+    lr_patience: int = Field(2, ge=0, description="epochs without improvement before decay")
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
+    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process")
+    device: Literal["cpu", "cuda", "npu"] = "cpu"
+    amp: bool = Field(False, description="bf16 autocast (CUDA / NPU)")
+
+
+class TuneConfig(_Section):
+    """Ray Tune sweep."""
+
+    num_samples: int = Field(4, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    metric: str = "val/psnr_y_mean"
+    search_space: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegistryConfig(_Section):
+    """MLflow model registry."""
+
+    model_name: str = Field("smartassign", min_length=1)
+    experiment: str = Field("smartassign", min_length=1)
+    metric: str = "test/psnr_y_mean"
+
+
+class Config(_Section):
+    """The whole ``params.yaml``."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (enums as strings), suitable for YAML or JSON."""
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened ``section.key`` view, for logging as run parameters."""
+        return _flatten(self.to_dict())
+
+    def override(self, updates: Mapping[str, Any]) -> Config:
+        """A new config with dotted keys (``"loss.lambda1"``) replaced, validated again."""
+        tree = self.to_dict()
+        for dotted, value in updates.items():
+            node = tree
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"{dotted}: unknown configuration key")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"{dotted}: unknown configuration key")
+            node[leaf] = value
+        return config_from_dict(tree)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against params.yaml's documented keys)"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def config_from_dict(tree: Mapping[str, Any] | None, source: str = "config") -> Config:
+    """Validate a nested mapping into a :class:`Config`."""
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(tree).__name__}")
+    try:
+        return Config.model_validate(dict(tree))
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate ``params.yaml`` (or any YAML file with the same sections)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return config_from_dict(tree, source=str(path))

@@ -1,0 +1,365 @@
+"""The SmartAssign network (paper Sec. 3.1-3.2, Fig. 2).
+
+``I -> Conv (Eq. 4) -> SAM (Eq. 5) -> GLSF-ViT x N (Eq. 6-10) -> F_wk``;
+``F_wk -> GKFM_rk / GKFM_ck / GKFM_sk (Eq. 2, 11) -> F_rk, F_ck, F_sk``;
+TKFF routing (Eq. 3, 12): ``D_dr(F_rk, F_ck)``, ``D_ds(F_sk, F_ck)``, ``D_re(F_rk, F_sk)``;
+DRM reduces each knowledge tensor to a ``C x F`` matrix for the knowledge contrast (Eq. 17).
+
+The ablation variants of Tables 3 and 4 change only the routing table and which modules
+exist (see :func:`routing_for`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smartassign.config import Config, ModelConfig, Variant
+from smartassign.model.layers import ChannelGate, GateName, GLSFViTBlock, SpatialAttention
+
+MIN_SIZE = 16
+KINDS = ("rk", "ck", "sk")
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which knowledge each head reads (TKFF, Eq. 3) and which parts exist in a variant."""
+
+    derain: tuple[str, ...] | None
+    desnow: tuple[str, ...] | None
+    recognition: tuple[str, ...] | None
+    kinds: tuple[str, ...]
+    contrast: bool
+    gated_cnn: bool = True
+    frozen_backbone: bool = False
+
+
+def routing_for(cfg: ModelConfig) -> Routing:
+    """The TKFF routing of a variant; each ablation removes exactly its part.
+
+    V6 is Eq. 3. V1 drops the DRM/contrast, V2 feeds ``F_wk`` to every head (conventional
+    MTL, no GKFM), V3 drops the gated CNN branch, V4 keeps only one task's GKFMs and
+    decoder (the contrast then runs over that task's two kinds), V5 drops ``D_re``, K1/K2
+    freeze encoder and GKFMs and feed the restoration decoders only ``F_ck`` (K1) or only
+    ``F_rk`` / ``F_sk`` (K2).
+    """
+    variant = cfg.variant
+    if variant is Variant.V2:
+        return Routing(("wk",), ("wk",), ("wk",), kinds=(), contrast=False)
+    if variant is Variant.V4:
+        if cfg.single_task == "rain":
+            return Routing(("rk", "ck"), None, None, kinds=("rk", "ck"), contrast=True)
+        return Routing(None, ("sk", "ck"), None, kinds=("ck", "sk"), contrast=True)
+    if variant is Variant.K1:
+        return Routing(("ck",), ("ck",), ("rk", "sk"), KINDS, False, frozen_backbone=True)
+    if variant is Variant.K2:
+        return Routing(("rk",), ("sk",), ("rk", "sk"), KINDS, False, frozen_backbone=True)
+    return Routing(
+        derain=("rk", "ck"),
+        desnow=("sk", "ck"),
+        recognition=None if variant is Variant.V5 else ("rk", "sk"),
+        kinds=KINDS,
+        contrast=variant is not Variant.V1,
+        gated_cnn=variant is not Variant.V3,
+    )
+
+
+@dataclass
+class Knowledge:
+    """Unique and common knowledge (Eq. 2) and, with the contrast on, their DRM matrices."""
+
+    tensors: dict[str, torch.Tensor]
+    gates: dict[str, torch.Tensor]
+    matrices: dict[str, torch.Tensor] | None = None
+
+    @property
+    def rk(self) -> torch.Tensor | None:
+        return self.tensors.get("rk")
+
+    @property
+    def ck(self) -> torch.Tensor | None:
+        return self.tensors.get("ck")
+
+    @property
+    def sk(self) -> torch.Tensor | None:
+        return self.tensors.get("sk")
+
+
+@dataclass
+class SmartAssignOutput:
+    """Results of Eq. 3: restored images, recognition logits and the knowledge.
+
+    ``derain`` / ``desnow`` are ``B x 3 x H x W`` (``None`` when the variant has no such
+    head), ``logits`` is ``B x 2`` ordered (rain, snow) or ``None`` without ``D_re``.
+    ``knowledge`` is ``None`` for V2, which has no GKFM.
+    """
+
+    derain: torch.Tensor | None
+    desnow: torch.Tensor | None
+    logits: torch.Tensor | None
+    knowledge: Knowledge | None = None
+
+
+class Encoder(nn.Module):
+    """Backbone E (Eq. 1, 4-6): conv projection, SAM, N GLSF-ViT blocks on patch tokens.
+
+    Patches of ``p x p`` pixels become tokens of width ``d``; after the blocks each token is
+    mapped back to ``p x p`` pixels of ``C`` channels (pixel shuffle) and added to the SAM
+    features, so F_wk keeps full-resolution detail.
+    """
+
+    def __init__(self, cfg: ModelConfig, gated_cnn: bool) -> None:
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        self.project = nn.Conv2d(3, cfg.channels, 3, padding=1)
+        self.sam = SpatialAttention(cfg.channels, cfg.sam_hidden)
+        self.patch_embed = nn.Conv2d(
+            cfg.channels, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size
+        )
+        self.blocks = nn.ModuleList(
+            GLSFViTBlock(
+                cfg.embed_dim,
+                cfg.num_heads,
+                cfg.mlp_ratio,
+                cfg.window_size,
+                shift=cfg.shift_windows and index % 2 == 1,
+                gate=cfg.gate,
+                gate_reduction=cfg.gate_reduction,
+                gated_cnn=gated_cnn,
+            )
+            for index in range(cfg.num_blocks)
+        )
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.unpatch = nn.Sequential(
+            nn.Conv2d(cfg.embed_dim, cfg.channels * cfg.patch_size**2, 1),
+            nn.PixelShuffle(cfg.patch_size),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        sam = self.sam(self.project(image))
+        tokens = self.patch_embed(sam).permute(0, 2, 3, 1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        tokens = self.norm(tokens).permute(0, 3, 1, 2)
+        return self.unpatch(tokens) + sam
+
+
+class GKFM(nn.Module):
+    """Gated Knowledge Filtering Module, Eq. 11: ``Conv_2(F_wk * Gate(FC_2(Pool(F_wk))))``."""
+
+    def __init__(
+        self, channels: int, hidden: int, out: int, gate: GateName, reduction: int
+    ) -> None:
+        super().__init__()
+        self.gate = ChannelGate(channels, reduction, gate)
+        self.refine = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, out, 3, padding=1),
+        )
+
+    def forward(self, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        filtered, gates = self.gate(whole)
+        return self.refine(filtered), gates
+
+
+class RestorationDecoder(nn.Module):
+    """D_dr / D_ds of Eq. 12: three convolutions on the concatenated knowledge to an image.
+
+    With ``residual`` the decoder predicts a correction added to the input image; its last
+    convolution starts at zero so an untrained decoder returns the input unchanged.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, 3, 3, padding=1),
+        )
+        if residual:
+            nn.init.zeros_(self.convs[-1].weight)
+            nn.init.zeros_(self.convs[-1].bias)
+
+    def forward(self, knowledge: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        out = self.convs(knowledge)
+        return image + out if self.residual else out
+
+
+class RecognitionDecoder(nn.Module):
+    """D_re of Eq. 12: ``FC(Pool(Conv_3(F_rk, F_sk)))`` -> logits (rain, snow).
+
+    The first two convolutions have stride 2: recognition needs no full-resolution output.
+    """
+
+    def __init__(self, in_channels: int, hidden: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+        )
+        self.fc = nn.Linear(hidden, 2)
+
+    def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(knowledge).mean(dim=(2, 3)))
+
+
+class DimensionReduction(nn.Module):
+    """DRM: one ``B x C x H x W`` knowledge tensor -> ``B x C x F`` (one row per atom).
+
+    Each atom is average-pooled to a ``grid x grid`` map, flattened and projected by a
+    linear layer shared by all three kinds of knowledge, so their rows are comparable.
+    """
+
+    def __init__(self, grid: int, dim: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.project = nn.Linear(grid * grid, dim)
+
+    def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(knowledge, self.grid).flatten(2)
+        return self.project(pooled)
+
+
+class SmartAssign(nn.Module):
+    """Encoder, GKFMs, TKFF-routed decoders and DRM of the paper (Fig. 2).
+
+    ``forward(x)`` takes ``B x 3 x H x W`` images in [0, 1] of any size ``>= 16`` px; the
+    input is padded (replicate) to a multiple of ``patch_size * window_size`` and every
+    output is cropped back to ``H x W``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.routing = routing_for(cfg)
+        self.encoder = Encoder(cfg, gated_cnn=self.routing.gated_cnn)
+        self.gkfm = nn.ModuleDict(
+            {
+                kind: GKFM(
+                    cfg.channels, cfg.gkfm_hidden, cfg.gkfm_out, cfg.gate, cfg.gate_reduction
+                )
+                for kind in self.routing.kinds
+            }
+        )
+        self.decoders = nn.ModuleDict()
+        for head in ("derain", "desnow"):
+            sources = getattr(self.routing, head)
+            if sources is not None:
+                self.decoders[head] = RestorationDecoder(
+                    self._width(sources), cfg.decoder_hidden, cfg.residual
+                )
+        self.recognition = (
+            RecognitionDecoder(self._width(self.routing.recognition), cfg.decoder_hidden)
+            if self.routing.recognition is not None
+            else None
+        )
+        self.drm = DimensionReduction(cfg.drm_grid, cfg.drm_dim) if self.routing.contrast else None
+        if self.routing.frozen_backbone:
+            for module in (self.encoder, self.gkfm):
+                module.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg: Config | ModelConfig) -> SmartAssign:
+        """Build the network from the whole :class:`Config` or its ``model`` section."""
+        return cls(cfg.model if isinstance(cfg, Config) else cfg)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides are padded to a multiple of this (patch size times window)."""
+        return self.cfg.patch_size * max(1, self.cfg.window_size)
+
+    def _width(self, sources: tuple[str, ...]) -> int:
+        return sum(self.cfg.channels if s == "wk" else self.cfg.gkfm_out for s in sources)
+
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters before TKFF (encoder and GKFMs), e.g. to initialise K1/K2."""
+        return {
+            key: value
+            for key, value in self.state_dict().items()
+            if key.startswith(("encoder.", "gkfm."))
+        }
+
+    def load_backbone(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load encoder and GKFM weights of a trained model (Table 4 freezes these)."""
+        wanted = {key for key in self.state_dict() if key.startswith(("encoder.", "gkfm."))}
+        missing = sorted(wanted - set(state))
+        if missing:
+            raise ValueError(f"backbone state lacks {len(missing)} tensors, e.g. {missing[0]}")
+        self.load_state_dict({key: state[key] for key in wanted}, strict=False)
+
+    @staticmethod
+    def check_input(image: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the problem for input the network cannot take."""
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"input must be a torch.Tensor, got {type(image).__name__}")
+        if image.dim() != 4:
+            raise ValueError(f"input must be B x 3 x H x W, got shape {tuple(image.shape)}")
+        if image.shape[1] != 3:
+            raise ValueError(
+                f"input must have 3 (RGB) channels, got {image.shape[1]} "
+                f"(shape {tuple(image.shape)})"
+            )
+        height, width = image.shape[-2:]
+        if min(height, width) < MIN_SIZE:
+            raise ValueError(
+                f"input is {height}x{width} pixels; both sides must be at least {MIN_SIZE}"
+            )
+        if not image.is_floating_point():
+            raise ValueError(f"input must be a float tensor in [0, 1], got {image.dtype}")
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError("input contains NaN or infinite values")
+
+    def _pad(self, image: torch.Tensor) -> torch.Tensor:
+        multiple = self.size_multiple
+        height, width = image.shape[-2:]
+        pad_h = math.ceil(height / multiple) * multiple - height
+        pad_w = math.ceil(width / multiple) * multiple - width
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        return image
+
+    def forward(self, image: torch.Tensor) -> SmartAssignOutput:
+        self.check_input(image)
+        height, width = image.shape[-2:]
+        padded = self._pad(image)
+        whole = self.encoder(padded)
+        features: dict[str, torch.Tensor] = {"wk": whole}
+        gates: dict[str, torch.Tensor] = {}
+        for kind, module in self.gkfm.items():
+            features[kind], gates[kind] = module(whole)
+
+        def route(sources: tuple[str, ...]) -> torch.Tensor:
+            parts = [features[name] for name in sources]
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+        restored: dict[str, torch.Tensor | None] = {"derain": None, "desnow": None}
+        for head, decoder in self.decoders.items():
+            sources = getattr(self.routing, head)
+            restored[head] = decoder(route(sources), padded)[..., :height, :width]
+        logits = (
+            self.recognition(route(self.routing.recognition))
+            if self.recognition is not None
+            else None
+        )
+        knowledge = None
+        if self.routing.kinds:
+            tensors = {kind: features[kind][..., :height, :width] for kind in self.routing.kinds}
+            matrices = (
+                {kind: self.drm(tensor) for kind, tensor in tensors.items()}
+                if self.drm is not None
+                else None
+            )
+            knowledge = Knowledge(tensors=tensors, gates=gates, matrices=matrices)
+        return SmartAssignOutput(restored["derain"], restored["desnow"], logits, knowledge)
