@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -112,13 +119,13 @@ class RainSynthesis(_Ranges):
 
     layers: tuple[int, int] = Field((1, 3), description="streak layers (depth planes)")
     density: tuple[float, float] = Field(
-        (0.002, 0.012), description="streak seeds per pixel, per layer"
+        (0.04, 0.1), description="streak coverage: streak length per pixel, all layers"
     )
     angle: tuple[float, float] = Field((-25.0, 25.0), description="degrees from vertical")
     angle_jitter: float = Field(4.0, ge=0, description="angle spread between layers (degrees)")
     length: tuple[float, float] = Field((8.0, 40.0), description="streak length (pixels)")
-    width: tuple[float, float] = Field((0.4, 1.4), description="streak width (Gaussian sigma)")
-    brightness: tuple[float, float] = Field((0.35, 0.85), description="streak peak opacity")
+    width: tuple[float, float] = Field((0.4, 1.0), description="streak width (Gaussian sigma)")
+    brightness: tuple[float, float] = Field((0.3, 0.5), description="streak peak opacity")
     haze: tuple[float, float] = Field((0.0, 0.25), description="veiling haze strength")
     haze_probability: float = Field(0.5, ge=0, le=1, description="share of images with haze")
 
@@ -126,11 +133,11 @@ class RainSynthesis(_Ranges):
 class SnowSynthesis(_Ranges):
     """Synthetic snow; every ``(low, high)`` range is sampled once per image."""
 
-    density: tuple[float, float] = Field((4.0, 30.0), description="flakes per 10 000 pixels")
+    density: tuple[float, float] = Field((20.0, 60.0), description="flakes per 10 000 pixels")
     size: tuple[float, float] = Field(
-        (0.6, 4.5), description="flake radius (pixels), power-law: many small, few large"
+        (0.7, 4.5), description="flake radius (pixels), power-law: many small, few large"
     )
-    opacity: tuple[float, float] = Field((0.45, 1.0), description="flake opacity")
+    opacity: tuple[float, float] = Field((0.55, 0.95), description="flake opacity")
     motion: tuple[float, float] = Field((0.0, 6.0), description="motion blur length (pixels)")
     angle: tuple[float, float] = Field((-40.0, 40.0), description="fall direction from vertical")
     haze: tuple[float, float] = Field((0.0, 0.3), description="veiling (snow haze) strength")
@@ -191,7 +198,8 @@ class DatasetSpec(_Section):
             "split",
         }
         if self.layout != "paired":
-            extra = sorted(paired_only & self.model_fields_set)
+            fields = type(self).model_fields
+            extra = sorted(f for f in paired_only if getattr(self, f) != fields[f].default)
             if extra:
                 raise ValueError(f"{', '.join(extra)}: only for layout 'paired'")
         elif self.task is None or not self.input_dir or not self.target_dir:
@@ -249,6 +257,11 @@ class DataConfig(_Section):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"datasets: duplicate names {duplicates} ('synthetic' is reserved)")
+        if 0 < self.precrop.size < self.crop_size:
+            raise ValueError(
+                f"precrop.size ({self.precrop.size}) must be 0 or at least crop_size "
+                f"({self.crop_size})"
+            )
         small = self.synthetic.enabled and self.synthetic.size < self.crop_size
         if small and self.small_images == "refuse":
             raise ValueError(
@@ -268,9 +281,29 @@ class TrainConfig(_Section):
     lr_factor: float = Field(0.5, gt=0, lt=1, description="plateau decay factor")
     lr_patience: int = Field(2, ge=0, description="epochs without improvement before decay")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
-    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of the weights; 0 = off")
+    monitor: str = Field("val/psnr_y_mean", description="validation metric (higher is better)")
+    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in this process")
     device: Literal["cpu", "cuda", "npu"] = "cpu"
-    amp: bool = Field(False, description="bf16 autocast (CUDA / NPU)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 2.0}, description="Ray resources of one worker"
+    )
+    amp: bool = Field(False, description="autocast on CUDA / NPU (CPU stays float32)")
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    checkpoint_every_steps: int = Field(0, ge=0, description="extra checkpoints; 0 = epochs only")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints Ray keeps")
+    max_failures: int = Field(2, ge=0, description="worker-group restarts before giving up")
+    run_name: str = Field("smartassign", min_length=1, description="Ray run name")
+    storage_path: str = Field("outputs/ray", description="Ray run storage (local or URI)")
+    model_dir: str = Field("models/smartassign", description="trained model output folder")
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = [key for key, amount in value.items() if amount < 0]
+        if negative:
+            raise ValueError(f"negative amount for {negative}")
+        return value
 
 
 class TuneConfig(_Section):

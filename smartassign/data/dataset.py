@@ -1,0 +1,149 @@
+"""The one Dataset class of the project, and the DataLoaders built on it.
+
+:class:`PairedImageDataset` reads a manifest written by the prepare stage, whatever layout
+the pairs came from. A sample is a dict::
+
+    {"input": float32 3xHxW in [0, 1], "target": same, "task": int64 scalar (0 rain,
+     1 snow), "name": str}
+
+In training mode each pair gets the same random ``crop_size`` crop, flips and rot90; in
+evaluation mode images are returned whole (so evaluation batches hold one image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from smartassign.config import Config
+from smartassign.data.common import DataError, task_label
+from smartassign.data.manifest import Record, load_pair, manifest_path, read_manifest
+from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
+from smartassign.data.transforms import paired_train_transform, to_tensor
+
+
+class PairedImageDataset(Dataset):
+    """Pairs of a manifest as tensors; see the module docstring for the sample format."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        root: Path,
+        *,
+        train: bool,
+        crop_size: int = 128,
+        small_images: str = "pad",
+        seed: int = 0,
+    ):
+        if not records:
+            raise DataError("no pairs to load: the manifest is empty (see data/report.json)")
+        if train and small_images == "refuse":
+            small = [r.name for r in records if min(r.width, r.height) < crop_size]
+            if small:
+                raise DataError(
+                    f"{len(small)} training pairs are smaller than crop_size {crop_size} "
+                    f"(small_images: refuse), e.g. {small[:3]}; run the prepare stage again"
+                )
+        self.records = list(records)
+        self.root = Path(root)
+        self.labels = [task_label(record.task) for record in self.records]
+        self.transform = (
+            paired_train_transform(crop_size, pad=small_images == "pad", seed=seed)
+            if train
+            else None
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Config, split: str) -> PairedImageDataset:
+        """The dataset of ``split``'s manifest; training mode for ``"train"`` only."""
+        root = Path(cfg.data.root)
+        return cls(
+            read_manifest(manifest_path(root, split)),
+            root,
+            train=split == "train",
+            crop_size=cfg.data.crop_size,
+            small_images=cfg.data.small_images,
+            seed=cfg.data.seed,
+        )
+
+    def reseed(self, seed: int) -> None:
+        """Re-seed the augmentation (each DataLoader worker must draw its own crops)."""
+        if self.transform is not None:
+            self.transform.set_random_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        try:
+            degraded, clean = load_pair(record, self.root)
+        except DataError as error:
+            raise DataError(
+                f"{error} (sample {record.name!r}: files changed since the prepare stage? "
+                "run `smartassign prepare` again)"
+            ) from None
+        if self.transform is not None:
+            out = self.transform(image=degraded, target=clean)
+            degraded, clean = out["image"], out["target"]
+        return {
+            "input": to_tensor(degraded),
+            "target": to_tensor(clean),
+            "task": torch.tensor(self.labels[index], dtype=torch.int64),
+            "name": record.name,
+        }
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: each worker draws its own augmentation sequence."""
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, PairedImageDataset):
+        info.dataset.reseed(info.seed % 2**32)
+
+
+def build_dataloader(
+    cfg: Config,
+    split: str,
+    *,
+    rank: int = 0,
+    num_replicas: int = 1,
+    batch_size: int | None = None,
+) -> DataLoader:
+    """DataLoader over ``split``'s manifest.
+
+    ``train``: balanced rain / snow sampling (:class:`BalancedTaskSampler`,
+    ``data.balance_tasks``, ``data.samples_per_epoch``), batches of ``batch_size`` (default
+    ``train.batch_size``); call ``loader.sampler.set_epoch(epoch)`` every epoch.
+    ``val`` / ``test``: full images in manifest order, one per batch (sizes differ).
+    Both shard over ``num_replicas`` ranks themselves. Workers are seeded from
+    ``data.seed``, so runs repeat exactly.
+    """
+    dataset = PairedImageDataset.from_config(cfg, split)
+    workers = cfg.data.num_workers
+    sampler: BalancedTaskSampler | ShardSampler
+    if split == "train":
+        sampler = BalancedTaskSampler(
+            dataset.labels,
+            num_samples=cfg.data.samples_per_epoch,
+            balance=cfg.data.balance_tasks,
+            seed=cfg.data.seed,
+            rank=rank,
+            num_replicas=num_replicas,
+        )
+        batch = batch_size or cfg.train.batch_size
+    else:
+        sampler = ShardSampler(len(dataset), rank=rank, num_replicas=num_replicas)
+        batch = 1
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(cfg.data.seed + rank),
+        persistent_workers=workers > 0,
+    )

@@ -1,0 +1,46 @@
+"""Paired augmentation (albumentations) and the conversion of pixels to tensors.
+
+The same random crop, flips and 90-degree rotations hit the degraded input and its clean
+target: the target is passed as an ``additional_targets`` image of one ``Compose``. No
+photometric transform is used (it would change the target too).
+"""
+
+from __future__ import annotations
+
+import os
+
+# albumentations checks PyPI for a newer version on import (a blocking request in every
+# process, DataLoader workers included) unless told not to.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+
+def paired_train_transform(crop_size: int, *, pad: bool, seed: int) -> A.Compose:
+    """Random ``crop_size`` crop, horizontal / vertical flips and rot90, shared by the pair.
+
+    With ``pad``, images smaller than the crop are reflect-padded first; without it they
+    must have been refused earlier (the dataset checks).
+    """
+    steps: list[A.BasicTransform] = []
+    if pad:
+        steps.append(
+            A.PadIfNeeded(
+                min_height=crop_size, min_width=crop_size, border_mode=cv2.BORDER_REFLECT_101
+            )
+        )
+    steps += [
+        A.RandomCrop(height=crop_size, width=crop_size),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=1.0),
+    ]
+    return A.Compose(steps, additional_targets={"target": "image"}, seed=seed)
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """``uint8`` ``H x W x 3`` -> ``float32`` ``3 x H x W`` in ``[0, 1]``."""
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).float().div_(255.0)

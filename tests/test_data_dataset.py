@@ -1,0 +1,131 @@
+"""PairedImageDataset, the samplers and build_dataloader."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smartassign.config import config_from_dict
+from smartassign.data.common import DataError
+from smartassign.data.dataset import PairedImageDataset, build_dataloader
+from smartassign.data.images import write_png
+from smartassign.data.manifest import Record
+from smartassign.data.prepare import prepare
+from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
+
+
+def _record(root: Path, name: str, pixels: np.ndarray, task: str = "rain", **paths: str) -> Record:
+    """A record whose input and target are both ``name`` (so a shared transform is visible)."""
+    write_png(root / name, pixels)
+    return Record(
+        name=name,
+        dataset="toy",
+        subset="",
+        task=task,
+        split="train",
+        input=paths.get("input", name),
+        target=paths.get("target", name),
+        width=pixels.shape[1],
+        height=pixels.shape[0],
+        input_sha256="",
+        target_sha256="",
+    )
+
+
+def _noise(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("data")
+    tree = {
+        "root": str(root),
+        "crop_size": 32,
+        "num_workers": 2,
+        "quality_pairs": 1,
+        "synthetic": {"size": 48, "crops_per_photo": {"train": 2, "val": 1, "test": 1}},
+    }
+    cfg = config_from_dict({"data": tree, "train": {"batch_size": 4}})
+    prepare(cfg, progress=False)
+    return cfg
+
+
+def test_sample_format_in_eval_mode_is_the_full_image(tmp_path):
+    record = _record(tmp_path, "a.png", _noise(20, 30), task="snow")
+    sample = PairedImageDataset([record], tmp_path, train=False)[0]
+    assert set(sample) == {"input", "target", "task", "name"}
+    assert sample["input"].shape == (3, 20, 30) and sample["input"].dtype == torch.float32
+    assert float(sample["input"].min()) >= 0.0 and float(sample["input"].max()) <= 1.0
+    assert sample["task"].dtype == torch.int64 and sample["task"].ndim == 0
+    assert int(sample["task"]) == 1 and sample["name"] == "a.png"
+
+
+def test_training_crop_flip_rotation_are_shared_by_input_and_target(tmp_path):
+    record = _record(tmp_path, "a.png", _noise(40, 50))
+    dataset = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=3)
+    crops = [dataset[0] for _ in range(6)]
+    for sample in crops:
+        assert sample["input"].shape == (3, 24, 24)
+        assert torch.equal(sample["input"], sample["target"])
+    assert len({s["input"].sum().item() for s in crops}) > 1
+    again = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=3)
+    assert torch.equal(again[0]["input"], crops[0]["input"])
+
+
+def test_small_images_are_padded_or_refused(tmp_path):
+    record = _record(tmp_path, "small.png", _noise(10, 20))
+    padded = PairedImageDataset([record], tmp_path, train=True, crop_size=16)
+    assert padded[0]["input"].shape == (3, 16, 16)
+    with pytest.raises(DataError, match="smaller than crop_size 16"):
+        PairedImageDataset([record], tmp_path, train=True, crop_size=16, small_images="refuse")
+
+
+def test_empty_manifest_and_changed_files_give_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="manifest is empty"):
+        PairedImageDataset([], tmp_path, train=True)
+    record = _record(tmp_path, "a.png", _noise(20, 20))
+    dataset = PairedImageDataset([record], tmp_path, train=False)
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match="run `smartassign prepare` again"):
+        dataset[0]
+
+
+def test_balanced_sampler_draws_each_task_equally_and_shards():
+    labels = [0] * 30 + [1] * 3
+    sampler = BalancedTaskSampler(labels, num_samples=40, seed=0)
+    counts = Counter(labels[i] for i in sampler)
+    assert counts == {0: 20, 1: 20}
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    shards = [list(BalancedTaskSampler(labels, seed=0, rank=r, num_replicas=2)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 17
+    unbalanced = BalancedTaskSampler(labels, balance=False, seed=0)
+    assert sorted(unbalanced) == list(range(33))
+    assert list(ShardSampler(5, rank=1, num_replicas=2)) == [1, 3]
+
+
+def test_train_loader_balances_tasks_and_workers_draw_different_crops(prepared):
+    loader = build_dataloader(prepared, "train")
+    batches = list(loader)
+    assert all(b["input"].shape[1:] == (3, 32, 32) for b in batches)
+    tasks = torch.cat([b["task"] for b in batches])
+    assert len(tasks) == 20 and int(tasks.sum()) == 10
+    crops = {tuple(b["input"][0, :, 0, 0].tolist()) for b in batches}
+    assert len(crops) == len(batches)
+    again = list(build_dataloader(prepared, "train"))
+    assert all(torch.equal(a["input"], b["input"]) for a, b in zip(batches, again, strict=True))
+
+
+def test_eval_loader_gives_full_images_one_per_batch(prepared):
+    loader = build_dataloader(prepared, "val", rank=0, num_replicas=2)
+    batches = list(loader)
+    assert len(batches) == 1  # two val pairs, this rank's half
+    assert batches[0]["input"].shape == (1, 3, 48, 48)

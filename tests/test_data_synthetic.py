@@ -1,0 +1,128 @@
+"""The synthetic default: deterministic, split by photo, and realistic in input PSNR-Y."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smartassign.config import Config, config_from_dict
+from smartassign.data.common import DataError
+from smartassign.data.images import read_rgb
+from smartassign.data.synthetic import (
+    add_rain,
+    add_snow,
+    builtin_photos,
+    generate,
+    random_crop,
+    sample_rng,
+    split_photos,
+)
+from smartassign.metrics import psnr
+
+BANDS = {"rain": (20.0, 32.0), "snow": (15.0, 30.0)}
+
+
+def _small(**synthetic: object):
+    tree = {"size": 64, "crops_per_photo": {"train": 2, "val": 1, "test": 1}, **synthetic}
+    return config_from_dict({"data": {"crop_size": 32, "synthetic": tree}}).data
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*.png"))
+    }
+
+
+def test_builtin_photos_ship_with_the_installed_packages():
+    photos = builtin_photos()
+    assert len(photos) == 7
+    for photo in photos:
+        pixels = read_rgb(photo.path).pixels
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 256
+
+
+def test_same_parameters_give_byte_identical_files(tmp_path):
+    data = _small()
+    first, _ = generate(data, tmp_path / "a")
+    second, _ = generate(data, tmp_path / "b")
+    assert len(first) == 2 * (5 * 2 + 1 + 1)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    assert [(p.split, p.task) for p in first] == [(p.split, p.task) for p in second]
+    generate(data.model_copy(update={"seed": 1}), tmp_path / "c")
+    assert _digests(tmp_path / "a") != _digests(tmp_path / "c")
+
+
+def test_no_photo_is_in_two_splits(tmp_path):
+    pairs, _ = generate(_small(), tmp_path)
+    photos_of: dict[str, set[str]] = {}
+    for pair in pairs:
+        photo = pair.input.stem.rsplit("_", 1)[0]
+        photos_of.setdefault(pair.split or "", set()).add(photo)
+    assert set(photos_of) == {"train", "val", "test"}
+    assert not photos_of["train"] & photos_of["val"]
+    assert not photos_of["train"] & photos_of["test"]
+    assert not photos_of["val"] & photos_of["test"]
+    assert all(read_rgb(p.input).pixels.shape == (64, 64, 3) for p in pairs[:4])
+
+
+def test_split_needs_a_training_photo():
+    with pytest.raises(DataError, match="cannot give"):
+        split_photos(builtin_photos()[:2], val=1, test=1, seed=0)
+
+
+@pytest.mark.parametrize("task", ["rain", "snow"])
+def test_input_psnr_y_falls_in_a_realistic_band(task):
+    """Like the benchmarks: rain about 20-32 dB (Rain12 30, Rain1200 ~23), snow about 15-30."""
+    params = Config().data.synthetic
+    values = []
+    for photo in builtin_photos():
+        pixels = read_rgb(photo.path).pixels
+        for index in range(4):
+            rng = sample_rng(0, task, photo.name, index)
+            clean = random_crop(pixels, 256, 0.5, rng)
+            if task == "rain":
+                degraded = add_rain(clean, rng, params.rain)
+            else:
+                degraded = add_snow(clean, rng, params.snow)
+            values.append(psnr(degraded, clean, y_channel=True))
+    low, high = BANDS[task]
+    inside = np.mean([low <= v <= high for v in values])
+    assert low <= np.median(values) <= high, values
+    assert inside >= 0.9, sorted(values)
+
+
+def test_streaks_and_flakes_are_sparse_and_bright_and_haze_veils_everything():
+    clean = np.full((96, 96, 3), 60, np.uint8)
+    params = Config().data.synthetic
+    clear = {"haze_probability": 0.0}
+    rain = add_rain(clean, sample_rng(0, "rain", "grey", 0), params.rain.model_copy(update=clear))
+    snow = add_snow(clean, sample_rng(0, "snow", "grey", 0), params.snow.model_copy(update=clear))
+    for degraded in (rain, snow):
+        changed = np.any(degraded != clean, axis=2)
+        assert 0.005 < changed.mean() < 0.7
+        assert np.all(degraded >= clean)
+    hazy = params.rain.model_copy(update={"haze_probability": 1.0, "haze": (0.2, 0.2)})
+    veiled = add_rain(clean, sample_rng(0, "rain", "grey", 0), hazy)
+    assert np.all(veiled > clean)
+
+
+def test_user_folder_of_photos_reports_unusable_ones(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.png", "trip/c.png"):
+        Image.fromarray(rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)).save(photos / name)
+    Image.new("RGB", (40, 40)).save(photos / "tiny.png")
+    (photos / "broken.jpg").write_bytes(b"")
+    data = _small(photos=str(photos), crops_per_photo={"train": 1, "val": 1, "test": 1})
+    pairs, issues = generate(data, tmp_path / "out")
+    assert {p.input.stem.rsplit("_", 1)[0] for p in pairs} == {"a", "b", "trip__c"}
+    assert sorted((Path(i.path).name, i.kind) for i in issues) == [
+        ("broken.jpg", "empty_file"),
+        ("tiny.png", "too_small"),
+    ]
