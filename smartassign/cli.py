@@ -38,6 +38,110 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+    """``["train.epochs=3", ...]`` -> ``{"train.epochs": 3}`` (values parsed as YAML)."""
+    import yaml
+
+    updates: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {pair}: expected KEY=VALUE, e.g. train.epochs=3")
+        updates[key.strip()] = yaml.safe_load(value)
+    return updates
+
+
+def _train(args: argparse.Namespace) -> int:
+    from smartassign.engine.reports import write_train_reports
+    from smartassign.engine.run import train
+
+    cfg = load_config(args.params).override(_overrides(args.set))
+    result = train(cfg, track=not args.no_mlflow)
+    write_train_reports(result, args.out)
+    print(f"model written to {result.model_dir}")
+    if result.run_id:
+        print(f"MLflow run {result.run_id}")
+    for key in sorted(k for k in result.metrics if k.startswith("val/")):
+        print(f"  {key:32s} {result.metrics[key]:.4f}")
+    return 0
+
+
+def _write_json(path: str, payload: dict[str, object]) -> None:
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from smartassign.evaluation import evaluate, markdown_table, write_evaluation
+    from smartassign.model_io import load_model
+
+    cfg = load_config(args.params)
+    model = load_model(args.model or cfg.train.model_dir)
+    evaluation = evaluate(model, cfg, args.split, progress=not args.quiet)
+    write_evaluation(evaluation, args.out)
+    print(markdown_table(evaluation), end="")
+    print(f"written to {args.out}/ (per_image.csv, summary.md, metrics.json, samples/)")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from smartassign.registry import model_uri_of, register
+
+    cfg = load_config(args.params)
+    model_dir = Path(args.model_dir or cfg.train.model_dir)
+    metrics = json.loads(Path(args.metrics).read_text())
+    version = register(cfg, model_uri_of(model_dir), metrics)
+    print(f"registered {cfg.registry.model_name} version {version} (alias challenger)")
+    _write_json(args.out, {"model_name": cfg.registry.model_name, "version": version})
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from smartassign.evaluation import evaluate
+    from smartassign.model_io import load_model
+    from smartassign.registry import promote
+
+    cfg = load_config(args.params)
+
+    def reevaluate(version: int) -> dict[str, float]:
+        uri = f"models:/{cfg.registry.model_name}/{version}"
+        print(f"re-evaluating champion {uri} on the current test set")
+        return evaluate(load_model(uri), cfg, "test", progress=not args.quiet).metrics
+
+    decision = promote(
+        cfg, args.version, force=args.force, reason=args.reason or "", reevaluate=reevaluate
+    )
+    verdict = "promoted to champion" if decision.promoted else "not promoted"
+    print(f"{cfg.registry.model_name} v{decision.candidate}: {verdict} ({decision.reason})")
+    if args.out:
+        _write_json(args.out, asdict(decision))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from smartassign.registry import list_versions
+
+    cfg = load_config(args.params)
+    metric = cfg.registry.metric
+    versions = list_versions(cfg)
+    if not versions:
+        print(f"no versions of {cfg.registry.model_name} registered")
+        return 0
+    print(f"{'version':>7}  {'aliases':<22}  {metric:>20}  run")
+    for info in versions:
+        value = info.metrics.get(metric)
+        shown = f"{value:.4f}" if value is not None else "-"
+        print(f"{info.version:>7}  {','.join(info.aliases) or '-':<22}  {shown:>20}  {info.run_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smartassign",
@@ -63,6 +167,45 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--strict", action="store_true", help="fail on any skipped file")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(handler=_prepare)
+
+    train = commands.add_parser("train", help="train on Ray Train (DVC stage 'train')")
+    train.add_argument("--params", default="params.yaml", help="params file")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
+    )
+    train.add_argument("--out", default="outputs/train", help="metrics and plots folder")
+    train.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
+    train.set_defaults(handler=_train)
+
+    evaluation = commands.add_parser("evaluate", help="score a model on a test split")
+    evaluation.add_argument("--params", default="params.yaml", help="params file")
+    evaluation.add_argument("--model", help="model folder or MLflow URI (default train.model_dir)")
+    evaluation.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluation.add_argument("--out", default="outputs/evaluate", help="output folder")
+    evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluation.set_defaults(handler=_evaluate)
+
+    reg = commands.add_parser("register", help="register the trained model (alias challenger)")
+    reg.add_argument("--params", default="params.yaml", help="params file")
+    reg.add_argument("--model-dir", help="trained model folder (default train.model_dir)")
+    reg.add_argument("--metrics", default="outputs/evaluate/metrics.json")
+    reg.add_argument("--out", default="outputs/register/version.json")
+    reg.set_defaults(handler=_register)
+
+    prom = commands.add_parser(
+        "promote", help="move alias champion to a better version (or --force --reason)"
+    )
+    prom.add_argument("--params", default="params.yaml", help="params file")
+    prom.add_argument("--version", type=int, help="version to promote (default: challenger)")
+    prom.add_argument("--force", action="store_true", help="promote whatever the metric says")
+    prom.add_argument("--reason", help="why (required with --force; recorded)")
+    prom.add_argument("--out", help="write the decision as JSON here")
+    prom.add_argument("--quiet", action="store_true", help="no progress bar")
+    prom.set_defaults(handler=_promote)
+
+    models = commands.add_parser("models", help="list registered versions, metrics, aliases")
+    models.add_argument("--params", default="params.yaml", help="params file")
+    models.set_defaults(handler=_models)
     return parser
 
 

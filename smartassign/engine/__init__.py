@@ -1,0 +1,1 @@
+"""Training engine: the Ray Train worker loop, checkpoints, validation and tracking."""

@@ -1,0 +1,328 @@
+"""The per-worker training loop run by ``ray.train.torch.TorchTrainer``.
+
+Each worker builds the model, wraps it for DDP (``prepare_model``) when there are several
+workers, draws its own share of training crops, and optimises Eq. 19 with Adam, gradient
+clipping, optional bf16/fp16 autocast and optional EMA weights. Every epoch (and every
+``train.checkpoint_every_steps`` steps) rank 0 writes a checkpoint and every rank reports
+it to Ray, so a restarted worker group resumes from the latest one. Rank 0 validates and
+logs to MLflow; each epoch's metrics are logged exactly once, also across restarts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from smartassign.config import Config, config_from_dict
+from smartassign.data.dataset import build_dataloader
+from smartassign.engine import tracking
+from smartassign.engine.checkpoint import (
+    Progress,
+    load_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from smartassign.engine.devices import autocast, autocast_dtype, worker_device
+from smartassign.engine.validation import validate
+from smartassign.losses import SmartAssignLoss, select_restoration
+from smartassign.model import SmartAssign
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    """First image of a ``B x 3 x H x W`` batch in [0, 1] as ``H x W x 3`` uint8."""
+    pixels = image[0].detach().float().clamp(0, 1).mul(255).round().byte()
+    return pixels.permute(1, 2, 0).cpu().numpy()
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term or the gradient norm became NaN or infinite."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by ``fault`` in the loop config (failure-recovery tests)."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _maybe_inject_fault(
+    fault: dict[str, Any] | None, global_step: int, batch: dict[str, Any]
+) -> None:
+    """Test hook. ``{"step": k, "marker": path}`` raises once at step ``k`` (a marker file
+    makes the retried attempt pass); ``{"step": k, "nonfinite": True}`` poisons the
+    target of step ``k`` with NaN instead."""
+    if not fault or global_step != fault["step"]:
+        return
+    if fault.get("nonfinite"):
+        batch["target"] = torch.full_like(batch["target"], float("nan"))
+        return
+    marker = Path(fault["marker"])
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"failed at step {global_step}\n")
+    raise InjectedFault(f"injected failure at step {global_step}")
+
+
+def _broadcast(value: Any, world_size: int) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    if world_size == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class _Run:
+    """State of one worker: model, optimiser, schedule, progress."""
+
+    def __init__(self, cfg: Config, loop_config: dict[str, Any]) -> None:
+        import ray.train
+
+        self.cfg = cfg
+        self.loop_config = loop_config
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = worker_device(cfg.train.device)
+        self.amp_dtype = autocast_dtype(cfg.train.device, cfg.train.amp, cfg.train.amp_dtype)
+        seed_everything(cfg.train.seed + self.rank)
+
+        self.model = SmartAssign.from_config(cfg).to(self.device)
+        self.criterion = SmartAssignLoss(cfg.loss).to(self.device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.train.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=cfg.train.lr_factor, patience=cfg.train.lr_patience
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype is torch.float16
+        )
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
+            if cfg.train.ema_decay > 0
+            else None
+        )
+        self.train_loader = build_dataloader(
+            cfg, "train", rank=self.rank, num_replicas=self.world_size
+        )
+        self.val_loader = build_dataloader(cfg, "val") if self.rank == 0 else None
+        self.progress = Progress()
+        self._resume()
+        self.net = self.model
+        if self.world_size > 1:
+            import ray.train.torch
+
+            self.net = ray.train.torch.prepare_model(self.model, move_to_device=False)
+        self.mlflow = (
+            tracking.client(loop_config["tracking_uri"])
+            if self.rank == 0 and loop_config.get("mlflow_run_id")
+            else None
+        )
+
+    def _resume(self) -> None:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as directory:
+            state = load_state(Path(directory))
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+        self.progress.resumes += 1
+        restore_rng_state(state["rng"])
+        if self.rank == 0:
+            print(
+                f"resumed from checkpoint: epoch {self.progress.epoch}, "
+                f"step {self.progress.global_step}",
+                flush=True,
+            )
+
+    @property
+    def eval_model(self) -> SmartAssign:
+        return self.ema.module if self.ema is not None else self.model
+
+    def report(self, metrics: dict[str, Any]) -> None:
+        """Every rank reports; rank 0 attaches a checkpoint of the current state."""
+        import ray.train
+
+        metrics = {
+            **metrics,
+            "epoch": self.progress.epoch,
+            "global_step": self.progress.global_step,
+        }
+        if self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            save_checkpoint(
+                Path(directory),
+                cfg=self.cfg,
+                progress=self.progress,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                ema=self.ema,
+            )
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        degraded = batch["input"].to(self.device, non_blocking=True)
+        target = batch["target"].to(self.device, non_blocking=True)
+        task = batch["task"].to(self.device, non_blocking=True).view(-1)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp_dtype):
+            output = self.net(degraded)
+        terms = self.criterion(output, degraded, target, task)
+        self.scaler.scale(terms.total).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.train.grad_clip or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        values = terms.as_floats()
+        bad = [n for n, v in values.items() if n != "total" and not math.isfinite(v)]
+        if bad or not math.isfinite(values["total"]) or not math.isfinite(float(grad_norm)):
+            where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
+            raise NonFiniteLossError(
+                f"step {self.progress.global_step}: {where} is not finite "
+                f"({values}); the last good checkpoint is kept"
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return values
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.train_loader.sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        done = 0
+        batches = itertools.islice(iter(self.train_loader), self.progress.step_in_epoch, None)
+        for batch in batches:
+            _maybe_inject_fault(self.loop_config.get("fault"), self.progress.global_step, batch)
+            for name, value in self.train_step(batch).items():
+                sums[name] = sums.get(name, 0.0) + value
+            done += 1
+            self.progress.step_in_epoch += 1
+            self.progress.global_step += 1
+            every = cfg.train.checkpoint_every_steps
+            if every and self.progress.global_step % every == 0:
+                self.report({"kind": "step"})
+        return {f"train/loss/{name}": value / max(done, 1) for name, value in sums.items()}
+
+    def end_epoch(self, train_metrics: dict[str, float], seconds: float) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.rank == 0:
+            metrics = validate(self.eval_model, self.val_loader, self.device, self.amp_dtype)
+            metrics.update(train_metrics)
+            metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+            metrics["train/epoch_seconds"] = seconds
+        metrics = _broadcast(metrics, self.world_size)
+        monitored = metrics[self.cfg.train.monitor]
+        self.scheduler.step(monitored)
+        self.progress.epoch += 1
+        self.progress.step_in_epoch = 0
+        self.progress.history.append(metrics)
+        if self.progress.best is None or monitored > self.progress.best:
+            self.progress.best = monitored
+        return metrics
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Rank 0: log one epoch's metrics to MLflow unless that epoch is already there."""
+        if self.mlflow is None:
+            return
+        run_id = self.loop_config["mlflow_run_id"]
+        if epoch in tracking.logged_steps(self.mlflow, run_id, self.cfg.train.monitor):
+            return
+        tracking.log_metrics(self.mlflow, run_id, metrics, step=epoch)
+
+    @torch.no_grad()
+    def log_figures(self, epoch: int, per_task: int = 2) -> None:
+        """Rank 0: a grid of validation restorations and the GKFM gate plot of this epoch."""
+        if self.mlflow is None or self.val_loader is None:
+            return
+        import matplotlib.pyplot as plt
+
+        model = self.eval_model.eval()
+        rows, gate_sums, taken = [], {}, {0: 0, 1: 0}
+        for batch in self.val_loader:
+            task = batch["task"].view(-1)
+            if taken[int(task[0])] >= per_task:
+                if min(taken.values()) >= per_task:
+                    break
+                continue
+            taken[int(task[0])] += 1
+            output = model(batch["input"].to(self.device))
+            restored = select_restoration(output, task.to(self.device)).float().clamp(0, 1)
+            rows.append(tuple(_uint8(t) for t in (batch["input"], restored, batch["target"])))
+            if output.knowledge is not None:
+                for kind, gates in output.knowledge.gates.items():
+                    gate_sums[kind] = gate_sums.get(kind, 0) + gates[0].float().cpu().numpy()
+        model.train()
+        run_id = self.loop_config["mlflow_run_id"]
+        if rows:
+            grid = tracking.sample_grid(rows)
+            self.mlflow.log_image(run_id, grid, artifact_file=f"samples/epoch_{epoch:03d}.png")
+        if gate_sums:
+            count = sum(taken.values())
+            figure = tracking.gate_figure(
+                {kind: total / count for kind, total in gate_sums.items()},
+                f"GKFM gates per knowledge atom, epoch {epoch} (mean over validation images)",
+            )
+            self.mlflow.log_figure(run_id, figure, f"gates/epoch_{epoch:03d}.png")
+            plt.close(figure)
+
+    def catch_up_logging(self) -> None:
+        """After a restart, log the last checkpointed epoch if the crash beat its logging."""
+        if self.progress.history:
+            self.log_epoch(self.progress.epoch, self.progress.history[-1])
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """Entry point of every Ray Train worker; ``loop_config["config"]`` is the config dict.
+
+    Returns a status dict (``result.return_value``): ``{"status": "finished"}`` or, when a
+    loss turns non-finite, ``{"status": "nonfinite", "message": ...}`` so the driver stops
+    the run instead of retrying it from the same checkpoint.
+    """
+    cfg = config_from_dict(loop_config["config"])
+    run = _Run(cfg, loop_config)
+    run.catch_up_logging()
+    for epoch in range(run.progress.epoch, cfg.train.epochs):
+        start = time.perf_counter()
+        try:
+            train_metrics = run.run_epoch(epoch)
+        except NonFiniteLossError as error:
+            return {"status": "nonfinite", "message": str(error)}
+        metrics = run.end_epoch(train_metrics, time.perf_counter() - start)
+        run.report(metrics)
+        run.log_epoch(run.progress.epoch, metrics)
+        run.log_figures(run.progress.epoch)
+        if run.rank == 0:
+            print(
+                f"epoch {run.progress.epoch}/{cfg.train.epochs}: "
+                f"loss {metrics.get('train/loss/total', float('nan')):.4f}  "
+                f"{cfg.train.monitor} {metrics[cfg.train.monitor]:.2f} dB  "
+                f"({metrics['train/epoch_seconds']:.1f} s)",
+                flush=True,
+            )
+    return {"status": "finished", "epoch": run.progress.epoch}

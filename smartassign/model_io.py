@@ -1,0 +1,69 @@
+"""Loading a trained SmartAssign model from wherever it lives.
+
+``load_model(source)`` accepts
+- a model directory written by training (``model.pt`` + ``config.yaml``),
+- a training checkpoint directory (``state.pt`` + ``config.yaml``; EMA weights if kept),
+- an MLflow model URI: ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+  ``runs:/<run_id>/model`` or ``models:/m-...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from smartassign.config import config_from_dict
+from smartassign.model import SmartAssign
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.yaml"
+
+
+def save_model_dir(model: SmartAssign, directory: Path, config_text: str) -> None:
+    """Write ``model.pt`` (weights) and ``config.yaml`` (the training config)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / MODEL_FILE)
+    (directory / CONFIG_FILE).write_text(config_text)
+
+
+def _from_directory(directory: Path) -> SmartAssign:
+    from smartassign.engine.checkpoint import STATE_FILE, inference_weights, load_state
+
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}; not a SmartAssign model folder")
+    cfg = config_from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
+    model = SmartAssign.from_config(cfg)
+    if (directory / MODEL_FILE).is_file():
+        weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+    elif (directory / STATE_FILE).is_file():
+        weights = inference_weights(load_state(directory))
+    else:
+        raise FileNotFoundError(f"{directory}: neither {MODEL_FILE} nor {STATE_FILE} found")
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def load_model(source: str | Path, device: str | torch.device = "cpu") -> SmartAssign:
+    """The model at ``source`` (folder or MLflow URI), in eval mode on ``device``."""
+    text = str(source)
+    if "://" in text or text.startswith(("models:/", "runs:/")):
+        import mlflow
+        import mlflow.pytorch
+
+        from smartassign.engine import tracking
+
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+        try:
+            model = mlflow.pytorch.load_model(text, map_location=torch.device(device))
+        except Exception as error:  # MLflow raises several types for a missing model
+            raise FileNotFoundError(f"cannot load model {text}: {error}") from error
+        if not isinstance(model, SmartAssign):
+            raise ValueError(f"{text} is a {type(model).__name__}, not a SmartAssign model")
+        return model.eval()
+    directory = Path(source)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: model folder not found")
+    return _from_directory(directory).to(device)

@@ -1,0 +1,219 @@
+"""MLflow model registry: register a trained model, promote it, list versions.
+
+- :func:`register` registers the model of a training run under ``registry.model_name``
+  with its evaluation metrics as version tags and the alias ``challenger``.
+- :func:`promote` moves the alias ``champion`` to a version only when it beats the
+  current champion on ``registry.metric`` over the same test set (the champion is
+  re-evaluated on the candidate's test set when they differ), or when forced with a
+  reason. Every decision is recorded as tags on the versions involved.
+- :func:`list_versions` returns every version with its metrics and aliases.
+
+Aliases are read from the registered model: ``search_model_versions`` does not fill them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from smartassign.config import Config
+from smartassign.engine import tracking
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+TEST_SET_TAG = "test_manifest_sha256"
+METRIC_PREFIX = "metric."
+
+
+class PromotionError(ValueError):
+    """A promotion request cannot be carried out as asked."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as :func:`list_versions` reports it."""
+
+    version: int
+    aliases: tuple[str, ...]
+    metrics: dict[str, float]
+    run_id: str
+    test_set: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of :func:`promote`."""
+
+    promoted: bool
+    candidate: int
+    champion_before: int | None
+    metric: str
+    candidate_value: float
+    champion_value: float | None
+    reason: str
+
+
+def _aliases(mlflow_client: MlflowClient, name: str) -> dict[int, list[str]]:
+    registered = mlflow_client.get_registered_model(name)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in registered.aliases.items():
+        by_version.setdefault(int(version), []).append(alias)
+    return by_version
+
+
+def _metrics_of(tags: dict[str, str]) -> dict[str, float]:
+    return {
+        key.removeprefix(METRIC_PREFIX): float(value)
+        for key, value in tags.items()
+        if key.startswith(METRIC_PREFIX)
+    }
+
+
+def register(cfg: Config, model_uri: str, metrics: dict[str, float | str]) -> int:
+    """Register ``model_uri`` as a new version tagged with ``metrics``; alias ``challenger``.
+
+    ``metrics`` is the evaluation's ``metrics.json`` (numbers, plus ``manifest_sha256``).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow_client = tracking.client()
+    name = cfg.registry.model_name
+    version = mlflow.register_model(model_uri, name)
+    number = int(version.version)
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for key, value in numbers.items():
+        mlflow_client.set_model_version_tag(name, str(number), f"{METRIC_PREFIX}{key}", value)
+    test_set = str(metrics.get("manifest_sha256", ""))
+    mlflow_client.set_model_version_tag(name, str(number), TEST_SET_TAG, test_set)
+    run_id = version.run_id or ""
+    run_tags = mlflow_client.get_run(run_id).data.tags if run_id else {}
+    description = (
+        f"SmartAssign {cfg.model.variant.value}; {cfg.registry.metric} = "
+        f"{numbers.get(cfg.registry.metric, float('nan')):.4f}; "
+        f"commit {run_tags.get('git_commit', tracking.git_commit())}; "
+        f"training data manifest {run_tags.get('data_manifest_sha256', 'unknown')}; "
+        f"test set {test_set}; params {json.dumps(cfg.flat(), sort_keys=True)}"
+    )
+    mlflow_client.update_model_version(name, str(number), description=description[:5000])
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, str(number))
+    return number
+
+
+def _version_metric(mlflow_client: MlflowClient, name: str, version: int, metric: str) -> float:
+    tags = mlflow_client.get_model_version(name, str(version)).tags
+    metrics = _metrics_of(tags)
+    if metric not in metrics:
+        raise PromotionError(
+            f"model {name} version {version} has no {metric!r} tag: evaluate and register it "
+            f"first (registry.metric is {metric!r})"
+        )
+    return metrics[metric]
+
+
+def promote(
+    cfg: Config,
+    version: int | None = None,
+    *,
+    force: bool = False,
+    reason: str = "",
+    reevaluate: Callable[[int], dict[str, float]] | None = None,
+) -> Decision:
+    """Move ``champion`` to ``version`` (default: the ``challenger``) if it is better.
+
+    ``reevaluate(version)`` scores an older champion on the current test set when the two
+    versions were evaluated on different test sets; without it such a comparison is
+    refused. ``force`` requires a ``reason``, recorded on the versions.
+    """
+    if force and not reason.strip():
+        raise PromotionError("--force needs --reason TEXT: say why the metric is overridden")
+    mlflow_client = tracking.client()
+    name, metric = cfg.registry.model_name, cfg.registry.metric
+    if version is None:
+        version = int(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version)
+    candidate_value = _version_metric(mlflow_client, name, version, metric)
+    candidate_set = mlflow_client.get_model_version(name, str(version)).tags.get(TEST_SET_TAG)
+    aliases = _aliases(mlflow_client, name)
+    champion = next((v for v, a in aliases.items() if CHAMPION in a), None)
+    champion_value = None
+    if champion is not None and champion != version:
+        champion_tags = mlflow_client.get_model_version(name, str(champion)).tags
+        if champion_tags.get(TEST_SET_TAG) == candidate_set:
+            champion_value = _version_metric(mlflow_client, name, champion, metric)
+        elif reevaluate is not None:
+            champion_value = float(reevaluate(champion)[metric])
+        elif not force:
+            raise PromotionError(
+                f"champion v{champion} was evaluated on another test set; re-evaluate it "
+                "on the current one (or --force --reason TEXT)"
+            )
+    if champion == version:
+        promoted, why = False, f"v{version} already is the champion"
+    elif force:
+        promoted, why = True, f"forced: {reason.strip()}"
+    elif champion is None:
+        promoted, why = True, "no champion yet"
+    elif champion_value is not None and candidate_value > champion_value:
+        promoted = True
+        why = f"{metric} {candidate_value:.4f} > champion v{champion} {champion_value:.4f}"
+    else:
+        promoted = False
+        why = f"{metric} {candidate_value:.4f} <= champion v{champion} {champion_value:.4f}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    record = json.dumps(
+        {
+            "at": stamp,
+            "candidate": version,
+            "champion_before": champion,
+            "metric": metric,
+            "candidate_value": candidate_value,
+            "champion_value": champion_value,
+            "promoted": promoted,
+            "forced": force,
+            "reason": why,
+        }
+    )
+    mlflow_client.set_model_version_tag(name, str(version), "promotion", record)
+    if champion is not None and champion != version:
+        outcome = "superseded" if promoted else "defended"
+        mlflow_client.set_model_version_tag(name, str(champion), f"promotion_{outcome}", record)
+    if promoted:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
+    return Decision(promoted, version, champion, metric, candidate_value, champion_value, why)
+
+
+def list_versions(cfg: Config) -> list[VersionInfo]:
+    """Every version of ``registry.model_name``, newest first."""
+    mlflow_client = tracking.client()
+    name = cfg.registry.model_name
+    aliases = _aliases(mlflow_client, name)
+    versions = mlflow_client.search_model_versions(f"name = '{name}'")
+    infos = [
+        VersionInfo(
+            version=int(v.version),
+            aliases=tuple(sorted(aliases.get(int(v.version), []))),
+            metrics=_metrics_of(v.tags),
+            run_id=v.run_id or "",
+            test_set=v.tags.get(TEST_SET_TAG, ""),
+        )
+        for v in versions
+    ]
+    return sorted(infos, key=lambda info: -info.version)
+
+
+def model_uri_of(model_dir: Path) -> str:
+    """The MLflow URI training logged for ``model_dir`` (``mlflow_model_uri`` file)."""
+    path = Path(model_dir) / "mlflow_model_uri"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the model was trained without MLflow tracking "
+            "(train without --no-mlflow to register it)"
+        )
+    return path.read_text().strip()

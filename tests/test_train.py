@@ -1,0 +1,147 @@
+"""Training on Ray Train with MLflow tracking: finishing, recovering, resuming, stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from smartassign.engine import tracking
+from smartassign.engine.loop import NonFiniteLossError
+from smartassign.engine.run import fit, train
+
+from .engine_fixtures import steps_per_epoch
+
+pytestmark = pytest.mark.slow
+
+MONITOR = "val/psnr_y_mean"
+
+
+def _history(run_id: str, key: str = MONITOR) -> list[int]:
+    return sorted(m.step for m in tracking.client().get_metric_history(run_id, key))
+
+
+def test_two_workers_train_and_beat_the_input(tiny_config, mlflow_store):
+    cfg = tiny_config("two_workers", epochs=4, num_workers=2)
+    result = train(cfg)
+    final = result.metrics
+    assert len(result.history) == 4
+    for task in ("rain", "snow"):
+        assert final[f"val/{task}/psnr_y"] > final[f"val/{task}/input_psnr_y"], final
+    assert _history(result.run_id) == [1, 2, 3, 4]
+    params = tracking.client().get_run(result.run_id).data.params
+    assert json.loads(params["train.num_workers"]) == 2
+    tags = tracking.client().get_run(result.run_id).data.tags
+    assert len(tags["data_manifest_sha256"]) == 64
+    assert (result.model_dir / "model.pt").is_file()
+    artifacts = {a.path for a in tracking.client().list_artifacts(result.run_id)}
+    assert {"samples", "gates"} <= artifacts
+    assert (result.model_dir / "mlflow_model_uri").read_text().startswith("models:/")
+
+
+def test_logged_model_loads_and_matches_the_trained_one(tiny_config, mlflow_store):
+    import mlflow.pytorch
+
+    from smartassign.engine.run import export_model_dir
+
+    cfg = tiny_config("logged_model", epochs=1, num_workers=1)
+    result = train(cfg)
+    loaded = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
+    in_memory = export_model_dir(result.checkpoint_dir, result.model_dir.parent / "again")
+    image = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        expected, got = in_memory(image), loaded.eval()(image)
+    torch.testing.assert_close(got.derain, expected.derain)
+    torch.testing.assert_close(got.desnow, expected.desnow)
+    torch.testing.assert_close(got.logits, expected.logits)
+
+
+def test_worker_failure_restarts_from_the_last_checkpoint(tiny_config, mlflow_store, tmp_path):
+    cfg = tiny_config("recover", epochs=3, num_workers=2, max_failures=1)
+    marker = tmp_path / "failed_once"
+    steps = steps_per_epoch(2)
+    result = train(cfg, fault={"step": steps + 1, "marker": str(marker)})
+    assert marker.is_file(), "the injected failure never fired"
+    assert len(result.history) == 3
+    state = torch.load(result.checkpoint_dir / "state.pt", weights_only=False)
+    assert state["progress"]["resumes"] == 1
+    assert state["progress"]["global_step"] == 3 * steps
+    assert _history(result.run_id) == [1, 2, 3]
+    assert _history(result.run_id, "train/loss/total") == [1, 2, 3]
+
+
+def test_interrupted_run_continues_its_epoch_count(tiny_config, mlflow_store, tmp_path):
+    cfg = tiny_config("interrupted", epochs=3, num_workers=1, max_failures=0)
+    marker = tmp_path / "interrupt"
+    with pytest.raises(Exception, match="injected failure"):
+        fit(cfg, fault={"step": steps_per_epoch(1) + 1, "marker": str(marker)})
+    run_file = Path(cfg.train.storage_path) / cfg.train.run_name / "mlflow_run_id"
+    run_id = run_file.read_text().strip()
+    assert _history(run_id) == [1]
+    result = train(cfg)
+    assert result.run_id == run_id
+    assert _history(run_id) == [1, 2, 3]
+    assert len(result.history) == 3
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tiny_config, mlflow_store):
+    cfg = tiny_config("nonfinite", epochs=3, num_workers=1, max_failures=2)
+    step = steps_per_epoch(1) + 1
+    with pytest.raises(NonFiniteLossError, match=rf"step {step}: loss term charbonnier") as caught:
+        fit(cfg, fault={"step": step, "nonfinite": True})
+    assert "last good checkpoint is kept" in str(caught.value)
+    run_dir = Path(cfg.train.storage_path) / cfg.train.run_name
+    checkpoints = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())
+    assert checkpoints, "no checkpoint kept"
+    state = torch.load(checkpoints[-1] / "state.pt", weights_only=False)
+    assert state["progress"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_cluster_path_through_ray_address(tiny_config_file, tmp_path):
+    """``ray start --head`` then ``smartassign train`` with ``RAY_ADDRESS``, as in README."""
+    import ray
+
+    ray.shutdown()  # `ray stop` below ends every Ray process on this machine
+    port = 6400 + os.getpid() % 500
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'cluster.db'}"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.run(
+        [
+            "ray",
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert head.returncode == 0, head.stderr
+    try:
+        params = tiny_config_file("cluster", epochs=1, num_workers=1)
+        start = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "smartassign.cli", "train", "--params", str(params)],
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token"},
+            capture_output=True,
+            text=True,
+            timeout=400,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert "Connecting to existing Ray cluster at address:" in run.stderr
+        assert f":{port}..." in run.stderr
+        assert time.monotonic() - start < 400
+        assert "model written to" in run.stdout
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
