@@ -1,9 +1,10 @@
 """One typed configuration object, loaded from ``params.yaml``.
 
-Every hyper-parameter of the project lives in ``params.yaml`` under six sections
-(``model``, ``loss``, ``data``, ``train``, ``tune``, ``registry``). :func:`load_config`
-reads the file into :class:`Config`; unknown keys and out-of-range values are refused
-with a :class:`ConfigError` that names the offending key, e.g. ``model.channels``.
+Every hyper-parameter of the project lives in ``params.yaml`` under seven sections
+(``model``, ``loss``, ``data``, ``train``, ``tune``, ``registry``, ``inference``).
+:func:`load_config` reads the file into :class:`Config`; unknown keys and out-of-range
+values are refused with a :class:`ConfigError` that names the offending key, e.g.
+``model.channels``.
 """
 
 from __future__ import annotations
@@ -296,6 +297,9 @@ class TrainConfig(_Section):
     run_name: str = Field("smartassign", min_length=1, description="Ray run name")
     storage_path: str = Field("outputs/ray", description="Ray run storage (local or URI)")
     model_dir: str = Field("models/smartassign", description="trained model output folder")
+    tuned_params: str = Field(
+        "", description="best-params YAML of a sweep to train with; empty = params.yaml as is"
+    )
 
     @field_validator("resources_per_worker")
     @classmethod
@@ -306,13 +310,78 @@ class TrainConfig(_Section):
         return value
 
 
-class TuneConfig(_Section):
-    """Ray Tune sweep."""
+def _default_search_space() -> dict[str, Any]:
+    return {
+        "loss.lambda1": {"loguniform": [1e-3, 1e-1]},
+        "loss.lambda2": {"loguniform": [1e-4, 1e-2]},
+        "model.gkfm_hidden": {"choice": [16, 24, 32]},
+        "model.gkfm_out": {"choice": [16, 24, 32]},
+    }
 
-    num_samples: int = Field(4, ge=1)
-    max_concurrent: int = Field(2, ge=1)
-    metric: str = "val/psnr_y_mean"
-    search_space: dict[str, Any] = Field(default_factory=dict)
+
+class TuneConfig(_Section):
+    """Ray Tune sweep (``smartassign tune``, see docs/tuning.md)."""
+
+    name: str = Field(
+        "sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Ray Tune experiment name"
+    )
+    storage_path: str = Field("outputs/tune/ray", description="Tune storage (local or URI)")
+    num_samples: int = Field(4, ge=1, description="trials (times each grid point is run)")
+    max_concurrent: int = Field(2, ge=1, description="trials running at the same time")
+    epochs: int = Field(10, ge=1, description="epochs per trial (ASHA's max_t)")
+    search: Literal["random", "optuna"] = Field("random", description="random | optuna (TPE)")
+    seed: int = Field(0, ge=0, description="seed of the search algorithm")
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="asha: stop bad trials early")
+    grace_period: int = Field(2, ge=1, description="ASHA: epochs before a trial can be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep 1 / factor per rung")
+    metric: Literal["psnr", "psnr_y", "ssim", "ssim_y"] = Field(
+        "psnr_y", description="validation metric of the objective, per task"
+    )
+    task_weights: dict[Literal["rain", "snow"], float] = Field(
+        default_factory=lambda: {"rain": 1.0, "snow": 1.0},
+        description="objective = weighted mean of the metric over the tasks",
+    )
+    resources_per_trial: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 1.0}, description="Ray resources of one trial"
+    )
+    best_params: str = Field("outputs/tune/best_params.yaml", min_length=1)
+    summary: str = Field("outputs/tune/summary.json", min_length=1)
+    search_space: dict[str, Any] = Field(default_factory=_default_search_space)
+
+    @field_validator("search_space")
+    @classmethod
+    def _parse_space(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from smartassign.tuning.space import parse_space
+
+        parse_space(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TuneConfig:
+        from smartassign.tuning.space import parse_space
+
+        if self.scheduler == "asha" and self.grace_period > self.epochs:
+            raise ValueError(
+                f"tune.grace_period ({self.grace_period}) exceeds tune.epochs ({self.epochs})"
+            )
+        weights = self.task_weights.values()
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(
+                f"tune.task_weights: non-negative with a positive sum, got {self.task_weights}"
+            )
+        amounts = self.resources_per_trial.values()
+        if any(a < 0 for a in amounts) or not any(a > 0 for a in amounts):
+            raise ValueError(
+                f"tune.resources_per_trial: non-negative with one positive amount, got "
+                f"{self.resources_per_trial}"
+            )
+        grids = [k for k, d in parse_space(self.search_space).items() if d.kind == "grid"]
+        if self.search == "optuna" and grids:
+            raise ValueError(
+                f"tune.search_space.{grids[0]}: grid is not supported by tune.search: optuna "
+                "(use choice)"
+            )
+        return self
 
 
 class RegistryConfig(_Section):
@@ -321,6 +390,29 @@ class RegistryConfig(_Section):
     model_name: str = Field("smartassign", min_length=1)
     experiment: str = Field("smartassign", min_length=1)
     metric: str = "test/psnr_y_mean"
+
+
+class InferenceConfig(_Section):
+    """Restoring images of any size (``smartassign restore``, see docs/inference.md)."""
+
+    tile_size: int = Field(
+        512, ge=16, description="tile side (pixels); larger images are restored in tiles"
+    )
+    tile_overlap: int = Field(64, ge=0, description="overlap of neighbouring tiles (pixels)")
+    batch_tiles: int = Field(1, ge=1, description="tiles per forward pass (raise on a GPU)")
+    gate_statistics: Literal["image", "tile"] = Field(
+        "image",
+        description="channel-gate means over the whole image (tiles match the whole-image "
+        "pass; one partial pass more per gate level) or per tile (one pass)",
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> InferenceConfig:
+        if self.tile_overlap >= self.tile_size:
+            raise ValueError(
+                f"tile_overlap ({self.tile_overlap}) must be below tile_size ({self.tile_size})"
+            )
+        return self
 
 
 class Config(_Section):
@@ -332,6 +424,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (enums as strings), suitable for YAML or JSON."""

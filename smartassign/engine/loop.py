@@ -85,20 +85,32 @@ def _broadcast(value: Any, world_size: int) -> Any:
     return box[0]
 
 
+def _session(loop_config: dict[str, Any]) -> Any:
+    """Where the loop reports: ``ray.train``, or ``loop_config["session"]`` when a Ray Tune
+    trial runs the loop in-process (an object with the same ``get_context``,
+    ``get_checkpoint``, ``report`` and ``Checkpoint``; see ``smartassign.tuning.trainable``)."""
+    session = loop_config.get("session")
+    if session is None:
+        import ray.train as session
+    return session
+
+
 class _Run:
     """State of one worker: model, optimiser, schedule, progress."""
 
     def __init__(self, cfg: Config, loop_config: dict[str, Any]) -> None:
-        import ray.train
-
         self.cfg = cfg
         self.loop_config = loop_config
-        context = ray.train.get_context()
+        self.session = _session(loop_config)
+        context = self.session.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.device = worker_device(cfg.train.device)
         self.amp_dtype = autocast_dtype(cfg.train.device, cfg.train.amp, cfg.train.amp_dtype)
         seed_everything(cfg.train.seed + self.rank)
+        if self.device.type == "cpu":
+            # a worker's CPU share, not what the process inherited, sets torch's threads
+            torch.set_num_threads(max(1, int(cfg.train.resources_per_worker.get("CPU", 1))))
 
         self.model = SmartAssign.from_config(cfg).to(self.device)
         self.criterion = SmartAssignLoss(cfg.loss).to(self.device)
@@ -133,9 +145,7 @@ class _Run:
         )
 
     def _resume(self) -> None:
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
+        checkpoint = self.session.get_checkpoint()
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
@@ -162,15 +172,13 @@ class _Run:
 
     def report(self, metrics: dict[str, Any]) -> None:
         """Every rank reports; rank 0 attaches a checkpoint of the current state."""
-        import ray.train
-
         metrics = {
             **metrics,
             "epoch": self.progress.epoch,
             "global_step": self.progress.global_step,
         }
         if self.rank != 0:
-            ray.train.report(metrics)
+            self.session.report(metrics)
             return
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(
@@ -183,7 +191,8 @@ class _Run:
                 scaler=self.scaler,
                 ema=self.ema,
             )
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+            checkpoint = self.session.Checkpoint.from_directory(directory)
+            self.session.report(metrics, checkpoint=checkpoint)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         degraded = batch["input"].to(self.device, non_blocking=True)

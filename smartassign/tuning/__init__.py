@@ -1,0 +1,11 @@
+"""Ray Tune sweeps over the training configuration (``smartassign tune``, docs/tuning.md).
+
+Modules: :mod:`~smartassign.tuning.space` (search space), :mod:`~smartassign.tuning.trainable`
+(one trial), :mod:`~smartassign.tuning.sweep` (the Tuner), :mod:`~smartassign.tuning.runs`
+(MLflow runs and the summary), :mod:`~smartassign.tuning.best` (the best-params file and
+``train.tuned_params``). Only ``best`` is imported here; the others load Ray.
+"""
+
+from smartassign.tuning.best import apply_tuned
+
+__all__ = ["apply_tuned"]
