@@ -23,6 +23,7 @@ import torch
 
 from smartassign.config import load_config
 from smartassign.data.dataset import build_dataloader
+from smartassign.engine.checkpoint import load_state
 from smartassign.engine.run import fit
 from smartassign.losses import SmartAssignLoss
 from smartassign.model import SmartAssign
@@ -73,7 +74,9 @@ def main() -> None:
         plain = plain_epochs(cfg, args.epochs)
         print(f"plain PyTorch epochs: {[round(t, 2) for t in plain]}", file=sys.stderr)
         result, _ = fit(cfg, track=False)
-        ray_times = [float(t) for t in result.metrics_dataframe["train/epoch_seconds"]]
+        with result.checkpoint.as_directory() as directory:
+            history = load_state(Path(directory))["progress"]["history"]
+        ray_times = [epoch["train/epoch_seconds"] for epoch in history]
         print(f"TorchTrainer epochs: {[round(t, 2) for t in ray_times]}", file=sys.stderr)
     # the first epoch of each includes warm-up (allocator, data workers): drop it
     plain_median = statistics.median(plain[1:] or plain)
