@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from smartassign.config import ConfigError, load_config
+from smartassign.config import Config, ConfigError, load_config
 
 
 def _model_summary(args: argparse.Namespace) -> int:
@@ -54,8 +54,9 @@ def _overrides(pairs: Sequence[str]) -> dict[str, object]:
 def _train(args: argparse.Namespace) -> int:
     from smartassign.engine.reports import write_train_reports
     from smartassign.engine.run import train
+    from smartassign.tuning import apply_tuned
 
-    cfg = load_config(args.params).override(_overrides(args.set))
+    cfg = apply_tuned(load_config(args.params).override(_overrides(args.set)))
     result = train(cfg, track=not args.no_mlflow)
     write_train_reports(result, args.out)
     print(f"model written to {result.model_dir}")
@@ -63,6 +64,26 @@ def _train(args: argparse.Namespace) -> int:
         print(f"MLflow run {result.run_id}")
     for key in sorted(k for k in result.metrics if k.startswith("val/")):
         print(f"  {key:32s} {result.metrics[key]:.4f}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from smartassign.tuning.sweep import sweep
+
+    cfg = load_config(args.params).override(_overrides(args.set))
+    result = sweep(cfg, fresh=args.fresh)
+    if result.interrupted:
+        print(
+            f"sweep interrupted; run the same command again to resume it ({result.path})",
+            file=sys.stderr,
+        )
+        return 130
+    print(result.table)
+    print(f"MLflow parent run {result.parent_run_id}")
+    if result.best_params is None:
+        print("smartassign tune: error: no trial reported the objective", file=sys.stderr)
+        return 1
+    print(f"best params written to {result.best_params} (use with train.tuned_params)")
     return 0
 
 
@@ -142,6 +163,39 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _champion(cfg: Config) -> str:
+    return f"models:/{cfg.registry.model_name}@champion"
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from smartassign.inference import restore_paths
+    from smartassign.model_io import load_model
+
+    cfg = load_config(args.params).override(_overrides(args.set))
+    model = load_model(args.model or _champion(cfg), device=args.device)
+    report = restore_paths(
+        model, args.inputs, Path(args.out), args.task, cfg.inference, progress=not args.quiet
+    )
+    print(report.summary())
+    return 0 if report.restored else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from smartassign.export import export_model
+    from smartassign.model_io import load_model
+
+    model = load_model(args.model or _champion(load_config(args.params)))
+    result = export_model(
+        model, Path(args.out), args.format, args.height, args.width, args.tolerance
+    )
+    print("\n".join(result.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smartassign",
@@ -177,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
     train.set_defaults(handler=_train)
 
+    tune = commands.add_parser("tune", help="Ray Tune sweep (DVC stage 'tune')")
+    tune.add_argument("--params", default="params.yaml", help="params file")
+    tune.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
+    )
+    tune.add_argument(
+        "--fresh", action="store_true", help="discard an interrupted sweep instead of resuming it"
+    )
+    tune.set_defaults(handler=_tune)
+
     evaluation = commands.add_parser("evaluate", help="score a model on a test split")
     evaluation.add_argument("--params", default="params.yaml", help="params file")
     evaluation.add_argument("--model", help="model folder or MLflow URI (default train.model_dir)")
@@ -206,6 +270,50 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list registered versions, metrics, aliases")
     models.add_argument("--params", default="params.yaml", help="params file")
     models.set_defaults(handler=_models)
+
+    restore = commands.add_parser(
+        "restore", help="derain / desnow image files and folders (any size, tiled)"
+    )
+    restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    restore.add_argument("--out", required=True, help="output folder (PNG, input names mirrored)")
+    restore.add_argument(
+        "--task",
+        default="auto",
+        choices=["auto", "rain", "snow"],
+        help="decoder to use; auto: the recognition head decides per image (default)",
+    )
+    restore.add_argument(
+        "--model",
+        help="model folder or MLflow URI (default models:/<registry.model_name>@champion)",
+    )
+    restore.add_argument("--params", default="params.yaml", help="params file (inference section)")
+    restore.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
+    )
+    restore.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    restore.add_argument("--quiet", action="store_true", help="no progress bar")
+    restore.set_defaults(handler=_restore)
+
+    export = commands.add_parser(
+        "export", help="write the model as ONNX or TorchScript, checked against PyTorch"
+    )
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    export.add_argument("--out", required=True, help="output file")
+    export.add_argument(
+        "--model",
+        help="model folder or MLflow URI (default models:/<registry.model_name>@champion)",
+    )
+    export.add_argument("--params", default="params.yaml", help="params file (registry name)")
+    export.add_argument(
+        "--height", type=int, default=256, help="TorchScript height; parity check size (256)"
+    )
+    export.add_argument(
+        "--width", type=int, default=256, help="TorchScript width; parity check size (256)"
+    )
+    export.add_argument(
+        "--tolerance", type=float, default=1e-4, help="max abs difference allowed (1e-4)"
+    )
+    export.set_defaults(handler=_export)
     return parser
 
 

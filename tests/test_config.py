@@ -15,7 +15,15 @@ def test_shipped_params_load_into_typed_sections():
     assert cfg.loss.lambda1 == pytest.approx(0.01)
     assert cfg.loss.lambda2 == pytest.approx(0.001)
     assert cfg.train.lr == pytest.approx(4e-4)
-    assert set(cfg.to_dict()) == {"model", "loss", "data", "train", "tune", "registry"}
+    assert set(cfg.to_dict()) == {
+        "model",
+        "loss",
+        "data",
+        "train",
+        "tune",
+        "registry",
+        "inference",
+    }
 
 
 def test_shipped_params_spell_out_every_model_and_loss_key():

@@ -125,7 +125,7 @@ def _scaling(cfg: Config) -> Any:
     return ray.train.ScalingConfig(
         num_workers=cfg.train.num_workers,
         use_gpu=cfg.train.device == "cuda",
-        resources_per_worker=resources if cfg.train.num_workers else None,
+        resources_per_worker=resources,
     )
 
 
