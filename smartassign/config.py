@@ -284,7 +284,9 @@ class TrainConfig(_Section):
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of the weights; 0 = off")
     monitor: str = Field("val/psnr_y_mean", description="validation metric (higher is better)")
-    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
+    num_workers: int = Field(
+        1, ge=0, description="Ray Train workers (DDP); 0 only inside `smartassign tune` trials"
+    )
     device: Literal["cpu", "cuda", "npu"] = "cpu"
     resources_per_worker: dict[str, float] = Field(
         default_factory=lambda: {"CPU": 2.0}, description="Ray resources of one worker"

@@ -104,6 +104,13 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tiny_config, mlflow_
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+def test_zero_workers_is_refused_before_ray_starts(tiny_config):
+    from smartassign.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.num_workers: 0 is only for"):
+        fit(tiny_config("zero", num_workers=0))
+
+
 def test_cluster_path_through_ray_address(tiny_config_file, tmp_path):
     """``ray start --head`` then ``smartassign train`` with ``RAY_ADDRESS``, as in README."""
     import ray

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from smartassign.config import Config
+from smartassign.config import Config, ConfigError
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import inference_weights, load_state
 from smartassign.engine.devices import BACKENDS, check_device
@@ -134,6 +134,10 @@ def fit(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True)
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    if cfg.train.num_workers < 1:
+        raise ConfigError(
+            "train.num_workers: 0 is only for `smartassign tune` trials; use 1 or more to train"
+        )
     check_device(cfg.train.device)
     cfg = _absolute_paths(cfg)
     init_ray()
