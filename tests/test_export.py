@@ -13,23 +13,14 @@ import yaml
 
 import smartassign.export as export
 from smartassign.cli import main
-from smartassign.config import ModelConfig, config_from_dict
+from smartassign.config import config_from_dict
 from smartassign.export import ExportError, ExportWrapper, export_model
-from smartassign.model import SmartAssign
 from smartassign.model_io import load_model, save_model_dir
+from tests.test_inference import restoring_model
 from tests.test_model import TINY
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-
-
-def restoring_model(**changes: object) -> SmartAssign:
-    """The tiny network with non-zero residual decoders (untrained ones return the input)."""
-    torch.manual_seed(0)
-    model = SmartAssign.from_config(ModelConfig(**{**TINY, **changes})).eval()
-    for decoder in model.decoders.values():
-        torch.nn.init.normal_(decoder.convs[-1].weight, std=0.3)
-    return model
 
 
 def model_folder(root: Path, **changes: object) -> Path:

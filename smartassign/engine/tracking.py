@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +70,7 @@ def log_metrics(
     """Log a dict of metrics at one step in a single batch request."""
     from mlflow.entities import Metric
 
-    timestamp = int(__import__("time").time() * 1000)
+    timestamp = int(time.time() * 1000)
     mlflow_client.log_batch(
         run_id,
         metrics=[Metric(key, float(value), timestamp, step) for key, value in metrics.items()],
