@@ -1,4 +1,4 @@
-"""Throughput of the training DataLoader (read PNGs, paired crop / flips / rot90, to tensors).
+"""Throughput of the training DataLoader (read PNGs, paired crop / horizontal flip, to tensors).
 
     python benchmarks/data_loader.py [--params params.yaml] [--crop 256] [--workers 2]
                                      [--data-root DIR] [--out PATH]

@@ -51,12 +51,23 @@ def _overrides(pairs: Sequence[str]) -> dict[str, object]:
     return updates
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """``--params`` with the ``--set`` overrides applied."""
+    return load_config(args.params).override(_overrides(args.set))
+
+
+def _interrupted(what: str, path: str) -> int:
+    """Say how to resume an interrupted sweep or study; the exit code of Ctrl+C."""
+    print(f"{what} interrupted; run the same command again to resume it ({path})", file=sys.stderr)
+    return 130
+
+
 def _train(args: argparse.Namespace) -> int:
     from smartassign.engine.reports import write_train_reports
     from smartassign.engine.run import train
     from smartassign.tuning import apply_tuned
 
-    cfg = apply_tuned(load_config(args.params).override(_overrides(args.set)))
+    cfg = apply_tuned(_config(args))
     result = train(cfg, track=not args.no_mlflow)
     write_train_reports(result, args.out)
     print(f"model written to {result.model_dir}")
@@ -70,20 +81,33 @@ def _train(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from smartassign.tuning.sweep import sweep
 
-    cfg = load_config(args.params).override(_overrides(args.set))
-    result = sweep(cfg, fresh=args.fresh)
+    result = sweep(_config(args), fresh=args.fresh)
     if result.interrupted:
-        print(
-            f"sweep interrupted; run the same command again to resume it ({result.path})",
-            file=sys.stderr,
-        )
-        return 130
+        return _interrupted("sweep", result.path)
     print(result.table)
     print(f"MLflow parent run {result.parent_run_id}")
     if result.best_params is None:
         print("smartassign tune: error: no trial reported the objective", file=sys.stderr)
         return 1
     print(f"best params written to {result.best_params} (use with train.tuned_params)")
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from smartassign.ablation.study import ablate
+
+    result = ablate(_config(args), fresh=args.fresh)
+    if result.interrupted:
+        return _interrupted("ablation study", result.path)
+    if result.failed:
+        print("smartassign ablate: error: runs failed:", file=sys.stderr)
+        for line in result.failed:
+            print(f"  {line}", file=sys.stderr)
+        print("run the same command again to retry them (finished runs are kept)", file=sys.stderr)
+        return 1
+    print(result.tables)
+    print(f"written to {result.out_dir}/ (tables.md, metrics.json, runs.csv, ablation.png)")
+    print(f"MLflow parent run {result.parent_run_id}")
     return 0
 
 
@@ -173,7 +197,7 @@ def _restore(args: argparse.Namespace) -> int:
     from smartassign.inference import restore_paths
     from smartassign.model_io import load_model
 
-    cfg = load_config(args.params).override(_overrides(args.set))
+    cfg = _config(args)
     model = load_model(args.model or _champion(cfg), device=args.device)
     report = restore_paths(
         model, args.inputs, Path(args.out), args.task, cfg.inference, progress=not args.quiet
@@ -194,6 +218,17 @@ def _export(args: argparse.Namespace) -> int:
     )
     print("\n".join(result.lines()))
     return 0
+
+
+def _experiment_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--params``, ``--set`` and ``--fresh`` of a command running a Ray Tune experiment."""
+    parser.add_argument("--params", default="params.yaml", help="params file")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help=f"discard an interrupted {what} instead of resuming it"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,14 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     tune = commands.add_parser("tune", help="Ray Tune sweep (DVC stage 'tune')")
-    tune.add_argument("--params", default="params.yaml", help="params file")
-    tune.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
-    )
-    tune.add_argument(
-        "--fresh", action="store_true", help="discard an interrupted sweep instead of resuming it"
-    )
+    _experiment_options(tune, "sweep")
     tune.set_defaults(handler=_tune)
+
+    abl = commands.add_parser(
+        "ablate", help="ablation study of paper Tables 3 and 4 (DVC stage 'ablate')"
+    )
+    _experiment_options(abl, "study")
+    abl.set_defaults(handler=_ablate)
 
     evaluation = commands.add_parser("evaluate", help="score a model on a test split")
     evaluation.add_argument("--params", default="params.yaml", help="params file")

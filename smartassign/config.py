@@ -1,7 +1,8 @@
 """One typed configuration object, loaded from ``params.yaml``.
 
-Every hyper-parameter of the project lives in ``params.yaml`` under seven sections
-(``model``, ``loss``, ``data``, ``train``, ``tune``, ``registry``, ``inference``).
+Every hyper-parameter of the project lives in ``params.yaml`` under eight sections
+(``model``, ``loss``, ``data``, ``train``, ``tune``, ``ablation``, ``registry``,
+``inference``).
 :func:`load_config` reads the file into :class:`Config`; unknown keys and out-of-range
 values are refused with a :class:`ConfigError` that names the offending key, e.g.
 ``model.channels``.
@@ -13,17 +14,21 @@ import re
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+
+CharbonnierForm = Literal["image", "pixel"]
 
 
 class ConfigError(ValueError):
@@ -83,6 +88,9 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     """Losses of paper Sec. 3.3 (Eq. 13-19)."""
 
+    charbonnier: CharbonnierForm = Field(
+        "image", description="Eq. 13 over the whole image (as printed) or per pixel"
+    )
     charbonnier_eps: float = Field(1e-3, gt=0, description="epsilon of Eq. 13")
     grad_weight: float = Field(1.0, ge=0, description="weight of Eq. 14")
     recog_weight: float = Field(1.0, ge=0, description="weight of Eq. 16")
@@ -279,6 +287,10 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(4, ge=1)
     lr: float = Field(4e-4, gt=0, description="Adam learning rate")
+    lr_schedule: Literal["cosine", "plateau"] = Field(
+        "cosine", description="cosine decay over the run, or plateau halving (paper)"
+    )
+    warmup_steps: int = Field(20, ge=0, description="linear learning-rate warm-up steps")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="plateau decay factor")
     lr_patience: int = Field(2, ge=0, description="epochs without improvement before decay")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
@@ -310,6 +322,16 @@ class TrainConfig(_Section):
         if negative:
             raise ValueError(f"negative amount for {negative}")
         return value
+
+
+def _check_trial_resources(section: str, resources: Mapping[str, float]) -> None:
+    """``<section>.resources_per_trial``: non-negative amounts, at least one positive."""
+    amounts = resources.values()
+    if any(a < 0 for a in amounts) or not any(a > 0 for a in amounts):
+        raise ValueError(
+            f"{section}.resources_per_trial: non-negative with one positive amount, got "
+            f"{dict(resources)}"
+        )
 
 
 def _default_search_space() -> dict[str, Any]:
@@ -371,18 +393,71 @@ class TuneConfig(_Section):
             raise ValueError(
                 f"tune.task_weights: non-negative with a positive sum, got {self.task_weights}"
             )
-        amounts = self.resources_per_trial.values()
-        if any(a < 0 for a in amounts) or not any(a > 0 for a in amounts):
-            raise ValueError(
-                f"tune.resources_per_trial: non-negative with one positive amount, got "
-                f"{self.resources_per_trial}"
-            )
+        _check_trial_resources("tune", self.resources_per_trial)
         grids = [k for k, d in parse_space(self.search_space).items() if d.kind == "grid"]
         if self.search == "optuna" and grids:
             raise ValueError(
                 f"tune.search_space.{grids[0]}: grid is not supported by tune.search: optuna "
                 "(use choice)"
             )
+        return self
+
+
+class AblationConfig(_Section):
+    """Ablation study of paper Tables 3 and 4 (``smartassign ablate``, see docs/ablation.md).
+
+    Every arm (variant, and for V4 its task) is trained once per seed with the same
+    ``overrides`` (the shared budget) and scored on the test split.
+    """
+
+    name: str = Field("ablation", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="study name")
+    variants: tuple[Variant, ...] = Field(
+        tuple(Variant), description="arms; V4 trains two single-task models (rain, snow)"
+    )
+    seeds: tuple[int, ...] = Field((0, 1, 2), description="train.seed and data.seed per run")
+    overrides: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "train.epochs": 10,
+            "train.batch_size": 4,
+            "data.crop_size": 128,
+            "data.samples_per_epoch": 240,
+        },
+        description="dotted config key -> value, applied to every arm (the shared budget)",
+    )
+    storage_path: str = Field("outputs/ablate/ray", description="Tune storage (local or URI)")
+    out_dir: str = Field(
+        "outputs/ablate/report", min_length=1, description="tables, metrics, plot (DVC out)"
+    )
+    max_concurrent: int = Field(2, ge=1, description="trials running at the same time")
+    resources_per_trial: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 1.0}, description="Ray resources of one trial"
+    )
+    metric: Literal["psnr", "psnr_y", "ssim", "ssim_y"] = Field(
+        "psnr_y", description="test metric of the bar plot"
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _known_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from smartassign.ablation.arms import check_overrides
+
+        check_overrides(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AblationConfig:
+        if not self.variants or len(set(self.variants)) < len(self.variants):
+            raise ValueError(f"ablation.variants: non-empty, no repeats, got {self.variants}")
+        frozen = [v.value for v in self.variants if v in (Variant.K1, Variant.K2)]
+        if frozen and Variant.V6 not in self.variants:
+            raise ValueError(
+                f"ablation.variants: {', '.join(frozen)} start from the trained V6 backbone; add V6"
+            )
+        if not self.seeds or len(set(self.seeds)) < len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(
+                f"ablation.seeds: non-negative, non-empty, no repeats, got {self.seeds}"
+            )
+        _check_trial_resources("ablation", self.resources_per_trial)
         return self
 
 
@@ -425,6 +500,7 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    ablation: AblationConfig = Field(default_factory=AblationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
 
@@ -450,6 +526,61 @@ class Config(_Section):
                 raise ConfigError(f"{dotted}: unknown configuration key")
             node[leaf] = value
         return config_from_dict(tree)
+
+
+def leaf_field(dotted: str) -> FieldInfo:
+    """The field behind a dotted key (``loss.lambda1``); ``ValueError`` naming the key if it is
+    unknown or a whole section."""
+    model: type[BaseModel] = Config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise ValueError(f"{dotted}: unknown configuration key")
+        model = annotation
+    field = model.model_fields.get(leaf)
+    if field is None:
+        raise ValueError(f"{dotted}: unknown configuration key")
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+        raise ValueError(f"{dotted}: is a section; give one of its keys")
+    return field
+
+
+#: keys a Ray Tune trial (a sweep trial, an ablation run) sets itself, and why
+TRIAL_KEYS = {
+    "train.checkpoint_every_steps": "trials checkpoint once per epoch",
+    "train.num_workers": "a trial runs the loop in its own process (resources_per_trial)",
+    "train.run_name": "trials are named by Ray Tune",
+    "train.storage_path": "trials live under the experiment's storage_path",
+    "train.model_dir": "trials write no model directory",
+}
+
+
+def check_settable(
+    dotted: str, refused: Mapping[str, str], sections: tuple[str, ...], verb: str
+) -> None:
+    """``ValueError`` naming ``dotted`` unless a sweep or study may set it per trial: a key
+    of params.yaml, not in one of ``sections``, not in ``refused`` (key -> why). ``verb``
+    says what is refused (``swept``, ``overridden``)."""
+    section = dotted.split(".")[0]
+    if section in sections:
+        raise ValueError(f"{dotted}: the {section} section cannot be {verb}")
+    if dotted in refused:
+        raise ValueError(f"{dotted}: cannot be {verb} ({refused[dotted]})")
+    leaf_field(dotted)
+
+
+def check_value(dotted: str, value: Any) -> None:
+    """Check ``value`` against the own type and bounds of the field behind ``dotted``
+    (cross-field rules need the whole config: :meth:`Config.override`); ``ValueError``
+    naming the key."""
+    field = leaf_field(dotted)
+    try:
+        TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"]
+        raise ValueError(f"{dotted}: value {value!r} is invalid: {reason}") from None
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -101,10 +101,11 @@ def evaluate(
     samples_per_group: int = 2,
     progress: bool = True,
 ) -> Evaluation:
-    """Score ``model`` on every image of ``split`` (``data.root/manifests/<split>.jsonl``)."""
+    """Score ``model`` on every image of ``split`` (``data.root/manifests/<split>.jsonl``)
+    of the tasks it restores (a single-task V4 model: its own task only)."""
     root = Path(cfg.data.root)
     path = manifest_path(root, split)
-    records = read_manifest(path)
+    records = [r for r in read_manifest(path) if r.task in model.routing.tasks]
     model.eval()
     device = next(model.parameters()).device
     scores: list[ImageScore] = []

@@ -16,15 +16,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smartassign.config import LossConfig
+from smartassign.config import CharbonnierForm, LossConfig
 from smartassign.model import SmartAssignOutput
 
 RAIN, SNOW = 0, 1
 
 
-def charbonnier_loss(restored: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. 13, per sample: mean over pixels of ``sqrt((R - G)^2 + eps^2)``."""
-    return torch.sqrt((restored - target).pow(2) + eps * eps).flatten(1).mean(dim=1)
+def charbonnier_loss(
+    restored: torch.Tensor, target: torch.Tensor, eps: float, form: CharbonnierForm = "image"
+) -> torch.Tensor:
+    """Eq. 13, per sample.
+
+    ``image`` (Eq. 13 as printed): ``sqrt(||R - G||^2 + eps^2)`` over the whole image, with
+    the mean square in place of the sum so the value does not depend on the crop size. Its
+    gradient points along ``R - G`` like the MSE's, so it optimises PSNR directly.
+    ``pixel`` (the per-pixel form common in deraining code): the mean over pixels of
+    ``sqrt((R - G)^2 + eps^2)``, an L1-like loss that leaves sparse errors such as faint
+    streaks for late in training.
+    """
+    squared = (restored - target).pow(2).flatten(1)
+    if form == "pixel":
+        return torch.sqrt(squared + eps * eps).mean(dim=1)
+    return torch.sqrt(squared.mean(dim=1) + eps * eps)
 
 
 def _gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +180,9 @@ class SmartAssignLoss(nn.Module):
         cfg = self.cfg
         restored = select_restoration(output, task).float()
         terms = {
-            "charbonnier": charbonnier_loss(restored, target, cfg.charbonnier_eps).mean(),
+            "charbonnier": charbonnier_loss(
+                restored, target, cfg.charbonnier_eps, cfg.charbonnier
+            ).mean(),
             "gradient": gradient_loss(restored, target).mean(),
             "sparsity": self.sparsity(restored, degraded).mean(),
         }

@@ -21,6 +21,7 @@ def test_shipped_params_load_into_typed_sections():
         "data",
         "train",
         "tune",
+        "ablation",
         "registry",
         "inference",
     }

@@ -65,7 +65,7 @@ def test_sample_format_in_eval_mode_is_the_full_image(tmp_path):
     assert int(sample["task"]) == 1 and sample["name"] == "a.png"
 
 
-def test_training_crop_flip_rotation_are_shared_by_input_and_target(tmp_path):
+def test_training_crop_and_flip_are_shared_by_input_and_target(tmp_path):
     record = _record(tmp_path, "a.png", _noise(40, 50))
     dataset = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=3)
     crops = [dataset[0] for _ in range(6)]
@@ -75,6 +75,17 @@ def test_training_crop_flip_rotation_are_shared_by_input_and_target(tmp_path):
     assert len({s["input"].sum().item() for s in crops}) > 1
     again = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=3)
     assert torch.equal(again[0]["input"], crops[0]["input"])
+
+
+def test_training_augmentation_keeps_up_up(tmp_path):
+    pixels = _noise(24, 24)
+    record = _record(tmp_path, "a.png", pixels)
+    dataset = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=0)
+    original = PairedImageDataset([record], tmp_path, train=False)[0]["input"]
+    mirrored = original.flip(-1)
+    seen = [dataset[0]["input"] for _ in range(12)]
+    assert all(torch.equal(s, original) or torch.equal(s, mirrored) for s in seen)
+    assert any(torch.equal(s, mirrored) for s in seen)
 
 
 def test_small_images_are_padded_or_refused(tmp_path):

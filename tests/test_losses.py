@@ -26,6 +26,15 @@ def test_charbonnier_matches_its_formula():
     assert charbonnier_loss(target, target, 1e-3)[0] == pytest.approx(1e-3)
 
 
+def test_charbonnier_image_form_is_the_norm_and_pixel_form_the_mean():
+    target = torch.zeros(1, 1, 2, 2)
+    restored = torch.tensor([[[[0.4, 0.0], [0.0, 0.0]]]])
+    image = charbonnier_loss(restored, target, 1e-3, "image")
+    pixel = charbonnier_loss(restored, target, 1e-3, "pixel")
+    assert float(image) == pytest.approx(math.sqrt(0.4**2 / 4 + 1e-6))
+    assert float(pixel) == pytest.approx((math.sqrt(0.4**2 + 1e-6) + 3e-3) / 4)
+
+
 def test_gradient_loss_sees_edges_not_offsets():
     image = torch.rand(1, 3, 8, 8)
     assert gradient_loss(image + 0.2, image)[0] == pytest.approx(0.0, abs=1e-12)

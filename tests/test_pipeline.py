@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -9,9 +10,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from smartassign.config import config_from_dict
+from smartassign.engine import tracking
+from smartassign.engine.checkpoint import load_state
+from smartassign.tuning.runs import PARENT_TAG
 
 from .engine_fixtures import tiny_tree
 
@@ -19,15 +24,20 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+def _run(command: list[str], cwd: Path, env: dict[str, str], *, stdout_only: bool = False) -> str:
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done.stdout + done.stderr
+    return done.stdout if stdout_only else done.stdout + done.stderr
 
 
 def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
+    """The default DAG, then the ablation stage of sweeps/dvc.yaml (kept out of it)."""
     files = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     repo = tmp_path / "repo"
     for name in files:
@@ -37,6 +47,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     tree = tiny_tree(Path("data"))
     tree["data"]["num_workers"] = 0
     tree["train"].update(epochs=1, num_workers=1)
+    tree["ablation"] = {"seeds": [0], "overrides": {"train.epochs": 1}}
     params = config_from_dict(tree).to_dict()
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
@@ -61,3 +72,66 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     second = _run(["dvc", "repro"], repo, env)
     assert "Running stage" not in second
     assert "up to date" in second
+    assert "ablate" not in first + second
+    assert not (repo / "outputs/ablate/report").exists()
+
+    ablation = _run(["dvc", "repro", "sweeps/dvc.yaml:ablate"], repo, env)
+    assert "Running stage 'sweeps/dvc.yaml:ablate'" in ablation
+    assert "Running stage 'train'" not in ablation
+    _check_ablation(repo, env)
+    again = _run(["dvc", "repro", "sweeps/dvc.yaml:ablate"], repo, env)
+    assert "Running stage" not in again
+
+
+ARMS = ["V1", "V2", "V3", "V4-rain", "V4-snow", "V5", "V6", "K1", "K2"]
+
+
+def _check_ablation(repo: Path, env: dict[str, str]) -> None:
+    """Tables, metrics, plot and MLflow runs of every arm; K1 / K2 on V6's backbone."""
+    out = repo / "outputs/ablate/report"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "ablation.png",
+        "metrics.json",
+        "runs.csv",
+        "tables.md",
+    ]
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert sorted({row["arm"] for row in rows}) == sorted(ARMS)
+    assert {(row["arm"], row["task"]) for row in rows if row["arm"].startswith("V4")} == {
+        ("V4-rain", "rain"),
+        ("V4-snow", "snow"),
+    }
+    tables = (out / "tables.md").read_text()
+    assert "| dataset | task | V1 | V2 | V3 | V4 | V5 | V6 |" in tables
+    assert "| dataset | task | K1 | K2 | V6 (ours) |" in tables
+    assert tables.count("| synthetic | rain |") == tables.count("| synthetic | snow |") == 4
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], repo, env, stdout_only=True))
+    metrics = shown[""]["data"]["outputs/ablate/report/metrics.json"]["data"]
+    assert set(metrics) == {"seeds", *ARMS}
+    assert metrics["K2"]["synthetic"]["snow"]["psnr_y"]["mean"] > 0
+
+    client = tracking.client(f"sqlite:///{repo / 'mlflow.db'}")
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("smartassign").experiment_id],
+        "tags.`smartassign.ablation` != ''",
+    )
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
+    )
+    assert sorted(run.info.run_name for run in children) == sorted(f"{a} seed 0" for a in ARMS)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "ablation")} >= {
+        "ablation/tables.md",
+        "ablation/ablation.png",
+    }
+
+    encoders = {}
+    for state_file in (repo / "outputs/ablate/ray").rglob("state.pt"):
+        variant = yaml.safe_load((state_file.parent / "config.yaml").read_text())["model"]
+        model = load_state(state_file.parent)["model"]
+        encoders[variant["variant"], variant["single_task"]] = {
+            k: v for k, v in model.items() if k.startswith(("encoder.", "gkfm."))
+        }
+    v6 = encoders["V6", "rain"]
+    for frozen in ("K1", "K2"):
+        assert all(torch.equal(v6[k], encoders[frozen, "rain"][k]) for k in v6), frozen

@@ -6,7 +6,7 @@ the pairs came from. A sample is a dict::
     {"input": float32 3xHxW in [0, 1], "target": same, "task": int64 scalar (0 rain,
      1 snow), "name": str}
 
-In training mode each pair gets the same random ``crop_size`` crop, flips and rot90; in
+In training mode each pair gets the same random ``crop_size`` crop and horizontal flip; in
 evaluation mode images are returned whole (so evaluation batches hold one image).
 """
 
@@ -24,6 +24,7 @@ from smartassign.data.common import DataError, task_label
 from smartassign.data.manifest import Record, load_pair, manifest_path, read_manifest
 from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
 from smartassign.data.transforms import paired_train_transform, to_tensor
+from smartassign.model.network import routing_for
 
 
 class PairedImageDataset(Dataset):
@@ -59,10 +60,21 @@ class PairedImageDataset(Dataset):
 
     @classmethod
     def from_config(cls, cfg: Config, split: str) -> PairedImageDataset:
-        """The dataset of ``split``'s manifest; training mode for ``"train"`` only."""
+        """The dataset of ``split``'s manifest; training mode for ``"train"`` only.
+
+        Only pairs of the tasks the configured variant restores are kept: the single-task
+        variant V4 (paper Table 3) sees ``model.single_task`` only.
+        """
         root = Path(cfg.data.root)
+        tasks = routing_for(cfg.model).tasks
+        records = [r for r in read_manifest(manifest_path(root, split)) if r.task in tasks]
+        if not records:
+            raise DataError(
+                f"no {' or '.join(tasks)} pairs in the {split} manifest "
+                f"(model.variant {cfg.model.variant.value}); see data/report.json"
+            )
         return cls(
-            read_manifest(manifest_path(root, split)),
+            records,
             root,
             train=split == "train",
             crop_size=cfg.data.crop_size,

@@ -20,7 +20,11 @@ import torch
 
 
 def paired_train_transform(crop_size: int, *, pad: bool, seed: int) -> A.Compose:
-    """Random ``crop_size`` crop, horizontal / vertical flips and rot90, shared by the pair.
+    """Random ``crop_size`` crop and horizontal flip, shared by the pair.
+
+    No vertical flip or rot90: rain and snow fall downwards and haze thickens towards the top
+    (the horizon), so turned images show physically impossible degradations that the model
+    would have to learn as well; test images are never turned.
 
     With ``pad``, images smaller than the crop are reflect-padded first; without it they
     must have been refused earlier (the dataset checks).
@@ -35,8 +39,6 @@ def paired_train_transform(crop_size: int, *, pad: bool, seed: int) -> A.Compose
     steps += [
         A.RandomCrop(height=crop_size, width=crop_size),
         A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=1.0),
     ]
     return A.Compose(steps, additional_targets={"target": "image"}, seed=seed)
 

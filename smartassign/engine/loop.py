@@ -32,6 +32,7 @@ from smartassign.engine.checkpoint import (
     save_checkpoint,
 )
 from smartassign.engine.devices import autocast, autocast_dtype, worker_device
+from smartassign.engine.schedule import LearningRateSchedule
 from smartassign.engine.validation import validate
 from smartassign.losses import SmartAssignLoss, select_restoration
 from smartassign.model import SmartAssign
@@ -113,11 +114,16 @@ class _Run:
             torch.set_num_threads(max(1, int(cfg.train.resources_per_worker.get("CPU", 1))))
 
         self.model = SmartAssign.from_config(cfg).to(self.device)
+        if loop_config.get("backbone") is not None:  # K1 / K2: a trained V6's encoder + GKFMs
+            self.model.load_backbone(loop_config["backbone"])
         self.criterion = SmartAssignLoss(cfg.loss).to(self.device)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=cfg.train.lr)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=cfg.train.lr_factor, patience=cfg.train.lr_patience
+        self.train_loader = build_dataloader(
+            cfg, "train", rank=self.rank, num_replicas=self.world_size
+        )
+        self.scheduler = LearningRateSchedule(
+            self.optimizer, cfg.train, cfg.train.epochs * len(self.train_loader)
         )
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype is torch.float16
@@ -126,9 +132,6 @@ class _Run:
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
             if cfg.train.ema_decay > 0
             else None
-        )
-        self.train_loader = build_dataloader(
-            cfg, "train", rank=self.rank, num_replicas=self.world_size
         )
         self.val_loader = build_dataloader(cfg, "val") if self.rank == 0 else None
         self.progress = Progress()
@@ -216,6 +219,7 @@ class _Run:
             )
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.scheduler.after_step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return values
@@ -247,7 +251,7 @@ class _Run:
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
         monitored = metrics[self.cfg.train.monitor]
-        self.scheduler.step(monitored)
+        self.scheduler.after_epoch(monitored)
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)

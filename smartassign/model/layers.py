@@ -18,12 +18,22 @@ from torch import nn
 GateName = Literal["silu", "sigmoid"]
 
 
+OPEN_GATE_BIAS = {"silu": 1.2785, "sigmoid": 2.0}
+"""Initial ``FC_2`` bias per gate activation: SiLU(1.2785) = 1.0, sigmoid(2.0) = 0.88."""
+
+
 class ChannelGate(nn.Module):
     """Channel gate ``x * Gate(FC_2(Pool(x)))`` (Eq. 9 lower line, Eq. 11 inner term).
 
     Average pooling gives one value per channel, two fully-connected layers (bottleneck
     ``channels // reduction``) map it to one gate per channel, and the gate activation
     (SiLU in the paper, sigmoid selectable) scales each channel of ``x``.
+
+    The paper does not say how the gate starts. With default initialisation ``FC_2`` outputs
+    values near 0, where SiLU is near 0 too, so every channel would start almost closed and
+    the knowledge tensors (and the recognition head reading them) would carry almost no
+    signal for the first hundreds of steps. The bias of ``FC_2`` therefore starts at the value
+    where the gate is open (SiLU 1, sigmoid 0.88); training then closes what is not needed.
     """
 
     def __init__(self, channels: int, reduction: int = 4, gate: GateName = "silu") -> None:
@@ -32,6 +42,7 @@ class ChannelGate(nn.Module):
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, channels)
         self.activation = nn.SiLU() if gate == "silu" else nn.Sigmoid()
+        nn.init.constant_(self.fc2.bias, OPEN_GATE_BIAS[gate])
 
     def gate_values(self, x: torch.Tensor) -> torch.Tensor:
         """The per-channel gates, shape ``B x C``, for ``x`` of shape ``B x C x H x W``."""

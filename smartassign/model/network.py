@@ -38,6 +38,12 @@ class Routing:
     gated_cnn: bool = True
     frozen_backbone: bool = False
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Tasks with a restoration decoder: both, or ``model.single_task`` for V4."""
+        heads = (("rain", self.derain), ("snow", self.desnow))
+        return tuple(task for task, sources in heads if sources is not None)
+
 
 def routing_for(cfg: ModelConfig) -> Routing:
     """The TKFF routing of a variant; each ablation removes exactly its part.
@@ -139,6 +145,8 @@ class Encoder(nn.Module):
             nn.Conv2d(cfg.embed_dim, cfg.channels * cfg.patch_size**2, 1),
             nn.PixelShuffle(cfg.patch_size),
         )
+        nn.init.zeros_(self.unpatch[0].weight)
+        nn.init.zeros_(self.unpatch[0].bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         sam = self.sam(self.project(image))

@@ -3,7 +3,8 @@
 Modules: :mod:`~smartassign.tuning.space` (search space), :mod:`~smartassign.tuning.trainable`
 (one trial), :mod:`~smartassign.tuning.sweep` (the Tuner), :mod:`~smartassign.tuning.runs`
 (MLflow runs and the summary), :mod:`~smartassign.tuning.best` (the best-params file and
-``train.tuned_params``). Only ``best`` is imported here; the others load Ray.
+``train.tuned_params``), :mod:`~smartassign.tuning.experiment` (resume bookkeeping and Tune
+settings shared with the ablation study). Only ``best`` is imported here; the others load Ray.
 """
 
 from smartassign.tuning.best import apply_tuned

@@ -1,7 +1,8 @@
 """MLflow runs of a sweep and its summary table.
 
-The driver opens one parent run per sweep; each trial opens (or, resumed, finds again by
-its Ray trial id) a child run tagged ``mlflow.parentRunId`` holding the trial's full
+The driver opens one parent run per sweep (the ablation study of :mod:`smartassign.ablation`
+uses the same parent and child helpers); each trial opens (or, resumed, finds again by its
+Ray trial id) a child run tagged ``mlflow.parentRunId`` holding the trial's full
 configuration as params and its per-epoch metrics. At the end the summary table of all
 trials, sorted by the objective, goes to the parent run as artifacts and the best trial is
 recorded there (``best/objective``, tags ``best_trial_id`` / ``best_run_id``).
@@ -55,25 +56,33 @@ def log_params(mlflow_client: MlflowClient, run_id: str, params: Mapping[str, An
         mlflow_client.log_batch(run_id, params=items[start : start + _PARAMS_PER_BATCH])
 
 
-def open_parent(mlflow_client: MlflowClient, cfg: Config, sweep_path: str) -> str:
-    """Start the parent run of a sweep (params: the ``tune`` section); return its id."""
+def open_parent(
+    mlflow_client: MlflowClient,
+    cfg: Config,
+    *,
+    run_name: str,
+    section: str,
+    tags: Mapping[str, str],
+) -> str:
+    """Start the parent run of a sweep or study (params: the config ``section``, e.g.
+    ``tune``; tags: git commit, data-manifest hash and ``tags``); return its id."""
     experiment = tracking.experiment_id(mlflow_client, cfg.registry.experiment)
     run = mlflow_client.create_run(
         experiment,
-        run_name=f"sweep {cfg.tune.name}",
+        run_name=run_name,
         tags={
-            SWEEP_TAG: sweep_path,
             "git_commit": tracking.git_commit(),
             "data_manifest_sha256": manifest_hash(cfg),
-            "variant": cfg.model.variant.value,
+            **tags,
         },
     )
-    tune_params = {k: v for k, v in cfg.flat().items() if k.startswith("tune.")}
-    log_params(mlflow_client, run.info.run_id, tune_params)
+    params = {k: v for k, v in cfg.flat().items() if k.startswith(f"{section}.")}
+    log_params(mlflow_client, run.info.run_id, params)
     return run.info.run_id
 
 
-def _children(mlflow_client: MlflowClient, parent_run_id: str, trial_id: str = "") -> list[Any]:
+def children(mlflow_client: MlflowClient, parent_run_id: str, trial_id: str = "") -> list[Any]:
+    """Child runs of a parent run (of one trial if ``trial_id`` is given)."""
     parent = mlflow_client.get_run(parent_run_id)
     query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
     if trial_id:
@@ -91,7 +100,7 @@ def trial_run(
     sampled: Mapping[str, Any],
 ) -> str:
     """The child run of a trial: found again when the trial resumes, else created."""
-    found = _children(mlflow_client, parent_run_id, trial_id)
+    found = children(mlflow_client, parent_run_id, trial_id)
     if found:
         return found[0].info.run_id
     experiment = mlflow_client.get_run(parent_run_id).info.experiment_id
@@ -113,7 +122,7 @@ def collect(
 ) -> list[TrialRow]:
     """Every trial of a finished sweep, best objective first (trials without one last)."""
     run_ids = {
-        r.data.tags[TRIAL_TAG]: r.info.run_id for r in _children(mlflow_client, parent_run_id)
+        r.data.tags[TRIAL_TAG]: r.info.run_id for r in children(mlflow_client, parent_run_id)
     }
     rows = []
     for result in grid:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from smartassign.config import TRIAL_KEYS, check_settable, check_value
 
 if TYPE_CHECKING:
     from smartassign.config import Config
@@ -30,15 +30,11 @@ LISTS = ("choice", "grid")
 
 #: keys a trial sets itself, and why they cannot be swept
 RESERVED = {
+    **TRIAL_KEYS,
     "train.epochs": "every trial runs tune.epochs epochs",
-    "train.checkpoint_every_steps": "trials checkpoint once per epoch",
-    "train.num_workers": "a trial runs the loop in its own process (tune.resources_per_trial)",
     "train.tuned_params": "a sweep starts from params.yaml",
-    "train.run_name": "trials are named by Ray Tune",
-    "train.storage_path": "trials live under tune.storage_path",
-    "train.model_dir": "trials write no model directory",
 }
-UNSWEPT_SECTIONS = ("tune", "registry")
+UNSWEPT_SECTIONS = ("tune", "ablation", "registry")
 
 
 @dataclass(frozen=True)
@@ -59,26 +55,6 @@ class Domain:
             "grid": lambda *values: tune.grid_search(list(values)),
         }[self.kind]
         return factory(*self.values)
-
-
-def _field(dotted: str) -> Any:
-    """The pydantic field behind ``dotted`` (``loss.lambda1``), or ``ValueError`` naming it."""
-    from smartassign.config import Config
-
-    model: type[BaseModel] = Config
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            raise ValueError(f"{dotted}: unknown configuration key")
-        model = annotation
-    field = model.model_fields.get(leaf)
-    if field is None:
-        raise ValueError(f"{dotted}: unknown configuration key")
-    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-        raise ValueError(f"{dotted}: is a section; sweep one of its keys")
-    return field
 
 
 def _number(value: Any) -> bool:
@@ -114,20 +90,10 @@ def parse_space(raw: Mapping[str, Any]) -> dict[str, Domain]:
     """
     space: dict[str, Domain] = {}
     for key, spec in raw.items():
-        section = key.split(".")[0]
-        if section in UNSWEPT_SECTIONS:
-            raise ValueError(f"{key}: the {section} section cannot be swept")
-        if key in RESERVED:
-            raise ValueError(f"{key}: cannot be swept ({RESERVED[key]})")
-        field = _field(key)
+        check_settable(key, RESERVED, UNSWEPT_SECTIONS, "swept")
         domain = _domain(key, spec)
-        adapter = TypeAdapter(Annotated[field.annotation, field])
         for value in domain.values:
-            try:
-                adapter.validate_python(value)
-            except ValidationError as error:
-                reason = error.errors()[0]["msg"]
-                raise ValueError(f"{key}: value {value!r} is invalid: {reason}") from None
+            check_value(key, value)
         space[key] = domain
     return space
 

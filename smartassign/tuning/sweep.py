@@ -14,7 +14,6 @@ sweep that finished, or whose configuration changed, is started afresh.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -23,21 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.fs
-
 from smartassign.config import Config, ConfigError, TuneConfig
 from smartassign.engine import tracking
 from smartassign.engine.devices import check_device
-from smartassign.engine.run import init_ray
-from smartassign.tuning import runs
+from smartassign.tuning import experiment, runs
 from smartassign.tuning.best import write_best_params
 from smartassign.tuning.space import Domain, check_space, param_space
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from ray import tune
-
-STATE_FILE = "smartassign_sweep.json"
 
 
 @dataclass
@@ -56,46 +50,12 @@ class SweepResult:
 
 def storage_path(tune_cfg: TuneConfig) -> str:
     """``tune.storage_path``, a local path made absolute (trials run elsewhere)."""
-    storage = tune_cfg.storage_path
-    return storage.rstrip("/") if "://" in storage else str(Path(storage).resolve())
+    return experiment.absolute_storage(tune_cfg.storage_path)
 
 
 def experiment_path(tune_cfg: TuneConfig) -> str:
     """Where the Ray Tune experiment lives: ``tune.storage_path / tune.name``."""
     return f"{storage_path(tune_cfg)}/{tune_cfg.name}"
-
-
-def _absolute_data(cfg: Config) -> Config:
-    """``data.root`` resolved against this working directory (trials change theirs)."""
-    root = cfg.data.root
-    return cfg if "://" in root else cfg.override({"data.root": str(Path(root).resolve())})
-
-
-def fingerprint(cfg: Config) -> str:
-    """sha256 of the whole configuration: a sweep resumes only with the same one."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
-
-
-def _read_state(path: str) -> dict[str, Any] | None:
-    fs, base = pyarrow.fs.FileSystem.from_uri(path)
-    target = f"{base}/{STATE_FILE}"
-    if fs.get_file_info(target).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(target) as stream:
-        return json.loads(stream.read().decode())
-
-
-def _write_state(path: str, state: dict[str, Any]) -> None:
-    fs, base = pyarrow.fs.FileSystem.from_uri(path)
-    fs.create_dir(base, recursive=True)
-    with fs.open_output_stream(f"{base}/{STATE_FILE}") as stream:
-        stream.write(json.dumps(state, indent=2).encode())
-
-
-def _remove(path: str) -> None:
-    fs, base = pyarrow.fs.FileSystem.from_uri(path)
-    if fs.get_file_info(base).type == pyarrow.fs.FileType.Directory:
-        fs.delete_dir(base)
 
 
 def search_algorithm(tune_cfg: TuneConfig) -> tune.search.SearchAlgorithm:
@@ -138,16 +98,6 @@ def expected_trials(num_samples: int, space: Mapping[str, Domain]) -> int:
     return num_samples * math.prod(len(d.values) for d in space.values() if d.kind == "grid")
 
 
-def trial_resources(cfg: Config) -> dict[str, float]:
-    """``tune.resources_per_trial`` (zero amounts dropped), with a GPU / NPU for those devices."""
-    resources = {k: v for k, v in cfg.tune.resources_per_trial.items() if v > 0}
-    if cfg.train.device == "cuda":
-        resources.setdefault("GPU", 1.0)
-    if cfg.train.device == "npu":
-        resources.setdefault("NPU", 1.0)
-    return resources
-
-
 def sweep(
     cfg: Config, *, fresh: bool = False, callbacks: Sequence[tune.Callback] = ()
 ) -> SweepResult:
@@ -163,37 +113,23 @@ def sweep(
     check_device(cfg.train.device)
     space = check_space(cfg)
     searcher = search_algorithm(cfg.tune)  # here, to refuse a missing optuna up front
-    cfg = _absolute_data(cfg)
-    init_ray()
     path = experiment_path(cfg.tune)
-    client = tracking.client()
-    state = _read_state(path)
-    resume = (
-        not fresh
-        and state is not None
-        and not state["completed"]
-        and state["fingerprint"] == fingerprint(cfg)
-        and tune.Tuner.can_restore(path)
+    started = experiment.start(
+        cfg,
+        path,
+        fresh=fresh,
+        restore_path=path,
+        run_name=f"sweep {cfg.tune.name}",
+        section="tune",
+        tags={runs.SWEEP_TAG: path, "variant": cfg.model.variant.value},
+        what="sweep",
     )
-    if resume:
-        parent_run_id = state["parent_run_id"]
-        client.update_run(parent_run_id, status="RUNNING")
-        print(f"resuming the interrupted sweep in {path}", flush=True)
-    else:
-        if state is not None and not state["completed"]:
-            print(f"discarding the unfinished sweep in {path} (--fresh or new params)")
-        if state is not None or tune.Tuner.can_restore(path):
-            _remove(path)
-        parent_run_id = runs.open_parent(client, cfg, path)
-        _write_state(
-            path,
-            {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": False},
-        )
+    cfg, client, parent_run_id = started.cfg, started.mlflow, started.parent_run_id
     context = SweepContext(cfg.to_dict(), parent_run_id, tracking.tracking_uri())
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, sweep=context), trial_resources(cfg)
+    trainable = experiment.trainable(
+        run_trial, cfg.tune.resources_per_trial, cfg.train.device, sweep=context
     )
-    if resume:
+    if started.resume:
         tuner = tune.Tuner.restore(path, trainable)
     else:
         tuner = tune.Tuner(
@@ -207,13 +143,7 @@ def sweep(
                 num_samples=cfg.tune.num_samples,
                 reuse_actors=False,  # a fresh process per trial: nothing survives a stop
             ),
-            run_config=tune.RunConfig(
-                name=cfg.tune.name,
-                storage_path=storage_path(cfg.tune),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=list(callbacks),
-                verbose=1,
-            ),
+            run_config=experiment.run_config(cfg.tune.name, storage_path(cfg.tune), callbacks),
         )
     grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
@@ -248,7 +178,5 @@ def _finish(
         )
         client.log_artifact(parent_run_id, str(best_params), "sweep")
     runs.log_summary(client, parent_run_id, rows, summary, text)
-    _write_state(
-        path, {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": True}
-    )
+    experiment.complete(path, cfg, parent_run_id)
     return SweepResult(path, parent_run_id, False, rows, text, best_params, summary)

@@ -70,14 +70,17 @@ class TuneSession:
     """What the worker loop uses of ``ray.train`` (``get_context``, ``get_checkpoint``,
     ``report``, ``Checkpoint``), backed by Ray Tune.
 
-    Each report gets the sweep objective added, and is logged to the trial's MLflow run
-    *before* it goes to Tune: ``tune.report`` blocks until the scheduler has decided, and a
-    trial that ASHA stops never returns from it.
+    Each report gets the sweep objective added (unless ``tune_cfg`` is ``None``, as in the
+    ablation study), and is logged to the trial's MLflow run *before* it goes to Tune:
+    ``tune.report`` blocks until the scheduler has decided, and a trial that ASHA stops
+    never returns from it.
     """
 
     Checkpoint = tune.Checkpoint
 
-    def __init__(self, tune_cfg: TuneConfig, mlflow_client: MlflowClient, run_id: str) -> None:
+    def __init__(
+        self, tune_cfg: TuneConfig | None, mlflow_client: MlflowClient, run_id: str
+    ) -> None:
         self.tune_cfg = tune_cfg
         self.mlflow = mlflow_client
         self.run_id = run_id
@@ -89,7 +92,8 @@ class TuneSession:
         return tune.get_checkpoint()
 
     def report(self, metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None) -> None:
-        metrics = {**metrics, OBJECTIVE: objective(metrics, self.tune_cfg)}
+        if self.tune_cfg is not None:
+            metrics = {**metrics, OBJECTIVE: objective(metrics, self.tune_cfg)}
         logged = {k: v for k, v in metrics.items() if k not in _COUNTERS}
         tracking.log_metrics(self.mlflow, self.run_id, logged, step=metrics["epoch"])
         tune.report(metrics, checkpoint=checkpoint)
