@@ -82,6 +82,13 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     again = _run(["dvc", "repro", "sweeps/dvc.yaml:ablate"], repo, env)
     assert "Running stage" not in again
 
+    experiment = _run(["dvc", "exp", "run", "-S", "train.epochs=2"], repo, env)
+    for stage in ("train", "evaluate", "register", "promote"):
+        assert f"Running stage '{stage}'" in experiment, stage
+    assert "Running stage 'prepare'" not in experiment
+    history = json.loads((repo / "outputs/train/history.json").read_text())
+    assert len(history) == 2
+
 
 ARMS = ["V1", "V2", "V3", "V4-rain", "V4-snow", "V5", "V6", "K1", "K2"]
 

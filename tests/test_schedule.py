@@ -1,5 +1,6 @@
 """Learning-rate schedules of the training loop (smartassign/engine/schedule.py)."""
 
+import itertools
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def test_cosine_warms_up_then_decays_to_zero():
     assert rates[0] == pytest.approx(1e-4)
     assert rates[9] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.09)))
     assert max(rates) <= 1e-3 and rates[-1] == pytest.approx(0.0, abs=1e-12)
-    assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:], strict=False))
+    assert all(later <= earlier for earlier, later in itertools.pairwise(rates[10:]))
 
 
 def test_plateau_multiplies_after_patience_and_resumes_from_state():
