@@ -93,7 +93,7 @@ class LossConfig(_Section):
     )
     charbonnier_eps: float = Field(1e-3, gt=0, description="epsilon of Eq. 13")
     grad_weight: float = Field(1.0, ge=0, description="weight of Eq. 14")
-    recog_weight: float = Field(1.0, ge=0, description="weight of Eq. 16")
+    recog_weight: float = Field(0.05, ge=0, description="weight of Eq. 16 (paper: 1)")
     lambda1: float = Field(0.01, ge=0, description="weight of the quasi-sparsity loss, Eq. 15")
     lambda2: float = Field(0.001, ge=0, description="weight of the knowledge contrast, Eq. 17-18")
     contrast_temperature: float = Field(0.5, gt=0, description="tau of the contrast similarity")
@@ -286,7 +286,7 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0)
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(4, ge=1)
-    lr: float = Field(4e-4, gt=0, description="Adam learning rate")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
         "cosine", description="cosine decay over the run, or plateau halving (paper)"
     )
