@@ -69,6 +69,9 @@ class ModelConfig(_Section):
     gkfm_hidden: int = Field(24, ge=1, description="GKFM hidden width (Eq. 11)")
     gkfm_out: int = Field(24, ge=1, description="GKFM output width (Eq. 11)")
     decoder_hidden: int = Field(24, ge=1, description="width of D_dr / D_ds / D_re (Eq. 12)")
+    recognition_pool: Literal["max", "mean"] = Field(
+        "max", description="global Pool of D_re (Eq. 12): max or mean over the image"
+    )
     residual: bool = Field(True, description="D_dr / D_ds predict a residual on the input")
     drm_grid: int = Field(4, ge=1, description="DRM pools each atom to a grid x grid map")
     drm_dim: int = Field(16, ge=1, description="F: row length of the DRM matrices")

@@ -33,6 +33,7 @@ from smartassign.data.images import read_rgb, write_png
 from smartassign.data.layouts import image_files
 from smartassign.model import MIN_SIZE, SmartAssign, SmartAssignOutput
 from smartassign.model.layers import ChannelGate
+from smartassign.model.network import RecognitionDecoder
 
 TaskChoice = Literal["auto", "rain", "snow"]
 HEADS = {"rain": "derain", "snow": "desnow"}
@@ -54,18 +55,13 @@ class Tile:
     """One tile: its origin and blending weights, and the part of the image it "owns".
 
     The cores (``core``: top, bottom, left, right, in tile coordinates) of all tiles
-    partition the padded image; gate means and recognition logits are weighted by them.
+    partition the padded image; gate means and recognition features are pooled over them.
     """
 
     top: int
     left: int
     weight: torch.Tensor
     core: tuple[int, int, int, int]
-
-    @property
-    def core_area(self) -> int:
-        top, bottom, left, right = self.core
-        return (bottom - top) * (right - left)
 
 
 def check_task(model: SmartAssign, task: str) -> None:
@@ -210,6 +206,44 @@ class _GateStatistics:
         self.measuring = []
 
 
+class _RecognitionPool:
+    """A forward hook on D_re's convolutions that pools their output over each tile's core.
+
+    Pooled over all cores (max, or mean weighted by core area), the features are those of a
+    whole-image pass, so the tiled logits ``FC(pooled)`` equal the whole-image logits.
+    """
+
+    def __init__(self, decoder: RecognitionDecoder) -> None:
+        self.decoder = decoder
+        self.cores: list[tuple[int, int, int, int]] = []
+        self._pooled: torch.Tensor | None = None
+        self._count = 0
+
+    def start_batch(self, cores: list[tuple[int, int, int, int]]) -> None:
+        """Cores of the tiles in the next forward pass, in batch order."""
+        self.cores = cores
+
+    def hook(self, convs: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        """Fold the core of every tile's feature map into the running pool."""
+        stride = self.decoder.feature_stride
+        for sample, (top, bottom, left, right) in zip(output, self.cores, strict=True):
+            core = sample[:, top // stride : bottom // stride, left // stride : right // stride]
+            if self.decoder.pool == "max":
+                part = core.amax(dim=(1, 2))
+                self._pooled = part if self._pooled is None else torch.maximum(self._pooled, part)
+            else:
+                part = core.sum(dim=(1, 2))
+                self._pooled = part if self._pooled is None else self._pooled + part
+                self._count += core[0].numel()
+
+    def logits(self) -> torch.Tensor:
+        """``1 x 2`` logits of the whole image from the pooled features of all cores."""
+        if self._pooled is None:
+            raise RuntimeError("no tile has passed the recognition head")
+        pooled = self._pooled if self.decoder.pool == "max" else self._pooled / self._count
+        return self.decoder.fc(pooled[None])
+
+
 def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
     for start in range(0, len(tiles), size):
         yield tiles[start : start + size]
@@ -220,12 +254,11 @@ def _blend(
     batches: Iterator[list[Tile]],
     padded: torch.Tensor,
     heads: list[str],
-) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """Weighted mean of the tiles' restorations; core-area weighted mean of their logits."""
+) -> dict[str, torch.Tensor]:
+    """Weighted mean of the tiles' restorations."""
     height, width = padded.shape[-2:]
     sums = {head: padded.new_zeros(1, 3, height, width) for head in heads}
     weights = padded.new_zeros(1, 1, height, width)
-    logits = None
     for batch in batches:
         out = run(batch)
         for index, tile in enumerate(batch):
@@ -235,11 +268,7 @@ def _blend(
             for head in heads:
                 sums[head][region] += getattr(out, head)[index] * weight
             weights[region] += weight
-            if out.logits is not None:
-                share = out.logits[index : index + 1] * tile.core_area
-                logits = share if logits is None else logits + share
-    blended = {head: sums[head] / weights for head in heads}
-    return blended, None if logits is None else logits / (height * width)
+    return {head: sums[head] / weights for head in heads}
 
 
 @torch.inference_mode()
@@ -250,7 +279,7 @@ def forward_tiled(
 
     The image is padded (replicate) to a multiple of ``model.size_multiple`` and at least
     16 px; an image within one tile runs whole. Restored images are blended from the
-    tiles; the logits are the tiles' logits weighted by the area of their cores. The
+    tiles; the logits come from D_re's features pooled over the tiles' cores. The
     output has no ``knowledge``.
     """
     settings = settings or InferenceConfig()
@@ -272,10 +301,13 @@ def forward_tiled(
 
     tile_h, tile_w = tiles[0].weight.shape
     statistics = _GateStatistics(tile_h)
+    recognition = _RecognitionPool(model.recognition) if model.recognition is not None else None
 
     def run(batch: list[Tile]) -> SmartAssignOutput:
         crops = [padded[..., t.top : t.top + tile_h, t.left : t.left + tile_w] for t in batch]
         statistics.start_batch([t.core for t in batch])
+        if recognition is not None:
+            recognition.start_batch([t.core for t in batch])
         return model(torch.cat(crops))
 
     levels = _gate_levels(model) if settings.gate_statistics == "image" else []
@@ -287,11 +319,14 @@ def forward_tiled(
                 with suppress(_StopForward):
                     run(batch)
             statistics.finish_level()
-        blended, logits = _blend(run, _batches(tiles, settings.batch_tiles), padded, heads)
+        if recognition is not None:
+            handles.append(model.recognition.convs.register_forward_hook(recognition.hook))
+        blended = _blend(run, _batches(tiles, settings.batch_tiles), padded, heads)
     finally:
         for handle in handles:
             handle.remove()
     crops = {head: blended[head][..., :height, :width] for head in heads}
+    logits = recognition.logits() if recognition is not None else None
     return SmartAssignOutput(crops.get("derain"), crops.get("desnow"), logits)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -206,10 +207,14 @@ class RecognitionDecoder(nn.Module):
     """D_re of Eq. 12: ``FC(Pool(Conv_3(F_rk, F_sk)))`` -> logits (rain, snow).
 
     The first two convolutions have stride 2: recognition needs no full-resolution output.
+    The paper does not name its global Pool. ``max`` is the default: streaks and flakes
+    cover a small share of the pixels, and a mean over the image dilutes their response so
+    much that the head stays at chance (README, "Training").
     """
 
-    def __init__(self, in_channels: int, hidden: int) -> None:
+    def __init__(self, in_channels: int, hidden: int, pool: Literal["max", "mean"]) -> None:
         super().__init__()
+        self.pool = pool
         self.convs = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
@@ -220,7 +225,14 @@ class RecognitionDecoder(nn.Module):
         self.fc = nn.Linear(hidden, 2)
 
     def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.convs(knowledge).mean(dim=(2, 3)))
+        features = self.convs(knowledge)
+        pooled = features.amax(dim=(2, 3)) if self.pool == "max" else features.mean(dim=(2, 3))
+        return self.fc(pooled)
+
+    @property
+    def feature_stride(self) -> int:
+        """Input pixels per feature-map pixel of ``convs`` along each side."""
+        return 4
 
 
 class DimensionReduction(nn.Module):
@@ -269,7 +281,9 @@ class SmartAssign(nn.Module):
                     self._width(sources), cfg.decoder_hidden, cfg.residual
                 )
         self.recognition = (
-            RecognitionDecoder(self._width(self.routing.recognition), cfg.decoder_hidden)
+            RecognitionDecoder(
+                self._width(self.routing.recognition), cfg.decoder_hidden, cfg.recognition_pool
+            )
             if self.routing.recognition is not None
             else None
         )
