@@ -248,13 +248,18 @@ class DataConfig(_Section):
 
     root: str = Field("data", description="folder the prepare stage writes to")
     seed: int = Field(0, ge=0)
-    crop_size: int = Field(128, ge=16, description="training crop (pixels)")
+    crop_size: int = Field(32, ge=16, description="training crop (pixels)")
     num_workers: int = Field(2, ge=0, description="DataLoader workers per training worker")
+    cache_mb: int = Field(
+        512, ge=0, description="decoded training pairs kept in memory per loader worker (MB)"
+    )
     small_images: Literal["pad", "refuse"] = Field(
         "pad", description="training images smaller than crop_size: reflect-pad or refuse"
     )
     balance_tasks: bool = Field(True, description="draw rain and snow equally in training")
-    samples_per_epoch: int = Field(0, ge=0, description="0 = size of the training manifest")
+    samples_per_epoch: int = Field(
+        3840, ge=0, description="training samples per epoch; 0 = size of the training manifest"
+    )
     quality_pairs: int = Field(64, ge=0, description="pairs scored per report cell; 0 = all")
     prepare_workers: int = Field(2, ge=1, description="threads checking files in prepare")
     synthetic: SyntheticData = Field(default_factory=SyntheticData)
@@ -288,7 +293,7 @@ class TrainConfig(_Section):
 
     seed: int = Field(0, ge=0)
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
         "cosine", description="cosine decay over the run, or plateau halving (paper)"
@@ -297,7 +302,7 @@ class TrainConfig(_Section):
     lr_factor: float = Field(0.5, gt=0, lt=1, description="plateau decay factor")
     lr_patience: int = Field(2, ge=0, description="epochs without improvement before decay")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
-    ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of the weights; 0 = off")
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the weights; 0 = off")
     monitor: str = Field("val/psnr_y_mean", description="validation metric (higher is better)")
     num_workers: int = Field(
         1, ge=0, description="Ray Train workers (DDP); 0 only inside `smartassign tune` trials"

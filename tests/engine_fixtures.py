@@ -45,6 +45,7 @@ def tiny_tree(data_root: Path) -> dict:
             "batch_size": TINY_BATCH,
             "lr": 0.002,
             "lr_patience": 5,
+            "ema_decay": 0.0,  # a few steps: EMA weights would barely leave the start
             "resources_per_worker": {"CPU": 1},
         },
     }

@@ -22,7 +22,7 @@ from smartassign.cli import main
 from smartassign.config import Config, ConfigError, Variant, config_from_dict, load_config
 from smartassign.data.dataset import PairedImageDataset
 from smartassign.engine import tracking
-from smartassign.engine.checkpoint import load_state
+from smartassign.engine.checkpoint import inference_weights, load_state
 from smartassign.engine.loop import seed_everything
 from smartassign.evaluation import evaluate
 from smartassign.model import SmartAssign
@@ -227,7 +227,7 @@ def test_interrupted_study_resumes_and_k1_trains_on_the_v6_backbone(
         "name": "resume",
         "variants": ["V5", "V6", "K1"],
         "seeds": [0],
-        "overrides": {"train.epochs": 1},
+        "overrides": {"train.epochs": 1, "train.ema_decay": 0.5},
         "max_concurrent": 1,
         "storage_path": str(tmp_path / "ray"),
         "out_dir": str(tmp_path / "ablate"),
@@ -263,11 +263,12 @@ def test_interrupted_study_resumes_and_k1_trains_on_the_v6_backbone(
     states, configs = {}, {}
     for state_file in (tmp_path / "ray" / "resume").rglob("state.pt"):
         run = yaml.safe_load((state_file.parent / "config.yaml").read_text())
-        states[run["model"]["variant"]] = load_state(state_file.parent)["model"]
+        states[run["model"]["variant"]] = inference_weights(load_state(state_file.parent))
         configs[run["model"]["variant"]] = config_from_dict(run)
     v6, k1 = _encoder(states["V6"]), _encoder(states["K1"])
     assert v6.keys() == k1.keys()
-    assert all(torch.equal(v6[key], k1[key]) for key in v6)  # loaded from V6, then frozen
+    # K1 starts from the weights V6 was evaluated with (its EMA), then keeps them frozen
+    assert all(torch.equal(v6[key], k1[key]) for key in v6)
     seed_everything(0)  # what K1 would have started from without V6's backbone
     untrained = _encoder(SmartAssign.from_config(configs["K1"]).state_dict())
     assert not torch.equal(untrained["encoder.project.weight"], k1["encoder.project.weight"])

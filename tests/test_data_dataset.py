@@ -47,6 +47,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory):
         "root": str(root),
         "crop_size": 32,
         "num_workers": 2,
+        "samples_per_epoch": 0,
         "quality_pairs": 1,
         "synthetic": {"size": 48, "crops_per_photo": {"train": 2, "val": 1, "test": 1}},
     }
@@ -86,6 +87,30 @@ def test_training_augmentation_keeps_up_up(tmp_path):
     seen = [dataset[0]["input"] for _ in range(12)]
     assert all(torch.equal(s, original) or torch.equal(s, mirrored) for s in seen)
     assert any(torch.equal(s, mirrored) for s in seen)
+
+
+def test_cached_pairs_give_the_same_samples_within_the_budget(tmp_path):
+    records = [_record(tmp_path, f"{i}.png", _noise(40, 50, seed=i)) for i in range(3)]
+    pair_bytes = 2 * 40 * 50 * 3
+
+    def samples(cache_mb: int) -> tuple[PairedImageDataset, list[torch.Tensor]]:
+        dataset = PairedImageDataset(
+            records, tmp_path, train=True, crop_size=24, seed=1, cache_mb=cache_mb
+        )
+        return dataset, [dataset[i % 3]["input"] for i in range(9)]
+
+    plain, expected = samples(0)
+    cached, got = samples(1)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    assert len(cached._cache) == 3 and plain._cache == {}
+    assert cached.cache_bytes == 2**20 >= 3 * pair_bytes
+    tight = PairedImageDataset(records, tmp_path, train=True, crop_size=24, cache_mb=0)
+    tight.cache_bytes = pair_bytes
+    for i in range(3):
+        tight[i]
+    assert list(tight._cache) == [0]
+    with pytest.raises(ValueError, match="read-only"):
+        tight._cache[0][0][0, 0, 0] = 1
 
 
 def test_small_images_are_padded_or_refused(tmp_path):

@@ -7,7 +7,9 @@ the pairs came from. A sample is a dict::
      1 snow), "name": str}
 
 In training mode each pair gets the same random ``crop_size`` crop and horizontal flip; in
-evaluation mode images are returned whole (so evaluation batches hold one image).
+evaluation mode images are returned whole (so evaluation batches hold one image). Decoded
+pairs are kept in memory up to ``cache_mb`` (per process, so per DataLoader worker): small
+crops of large images would otherwise spend most of the loading time decoding.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
@@ -39,6 +42,7 @@ class PairedImageDataset(Dataset):
         crop_size: int = 128,
         small_images: str = "pad",
         seed: int = 0,
+        cache_mb: int = 0,
     ):
         if not records:
             raise DataError("no pairs to load: the manifest is empty (see data/report.json)")
@@ -52,6 +56,9 @@ class PairedImageDataset(Dataset):
         self.records = list(records)
         self.root = Path(root)
         self.labels = [task_label(record.task) for record in self.records]
+        self.cache_bytes = cache_mb * 2**20
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cached_bytes = 0
         self.transform = (
             paired_train_transform(crop_size, pad=small_images == "pad", seed=seed)
             if train
@@ -80,6 +87,7 @@ class PairedImageDataset(Dataset):
             crop_size=cfg.data.crop_size,
             small_images=cfg.data.small_images,
             seed=cfg.data.seed,
+            cache_mb=cfg.data.cache_mb if split == "train" else 0,
         )
 
     def reseed(self, seed: int) -> None:
@@ -90,15 +98,28 @@ class PairedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded pixels of pair ``index``, from the cache when it holds them."""
+        if index in self._cache:
+            return self._cache[index]
         record = self.records[index]
         try:
-            degraded, clean = load_pair(record, self.root)
+            pair = load_pair(record, self.root)
         except DataError as error:
             raise DataError(
                 f"{error} (sample {record.name!r}: files changed since the prepare stage? "
                 "run `smartassign prepare` again)"
             ) from None
+        size = pair[0].nbytes + pair[1].nbytes
+        if self._cached_bytes + size <= self.cache_bytes:
+            for pixels in pair:
+                pixels.flags.writeable = False
+            self._cache[index] = pair
+            self._cached_bytes += size
+        return pair
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        degraded, clean = self._pair(index)
         if self.transform is not None:
             out = self.transform(image=degraded, target=clean)
             degraded, clean = out["image"], out["target"]
@@ -106,7 +127,7 @@ class PairedImageDataset(Dataset):
             "input": to_tensor(degraded),
             "target": to_tensor(clean),
             "task": torch.tensor(self.labels[index], dtype=torch.int64),
-            "name": record.name,
+            "name": self.records[index].name,
         }
 
 
