@@ -23,7 +23,7 @@ from smartassign.tuning.best import write_best_params
 from smartassign.tuning.runs import PARENT_TAG, STOPPED
 from smartassign.tuning.space import check_space, param_space
 from smartassign.tuning.sweep import experiment_path, search_algorithm, sweep
-from smartassign.tuning.trainable import objective
+from smartassign.tuning.trainable import objective, trial_config
 
 from .engine_fixtures import tiny_tree
 
@@ -66,6 +66,10 @@ def test_default_search_space_becomes_ray_tune_domains():
         ({"model.gkfm_out": {"normal": [16, 2]}}, r"model\.gkfm_out: unknown distribution"),
         ({"model.gkfm_out": [16, 24]}, r"model\.gkfm_out: expected one of"),
         ({"train.epochs": {"choice": [1, 2]}}, r"train\.epochs: cannot be swept"),
+        (
+            {"train.resources_per_worker": {"choice": [{"CPU": 1}]}},
+            r"train\.resources_per_worker: cannot be swept",
+        ),
         ({"tune.num_samples": {"choice": [1, 2]}}, r"tune\.num_samples: the tune section"),
     ],
 )
@@ -127,6 +131,13 @@ def test_objective_is_a_weighted_mean_over_tasks():
     assert objective(metrics, rainy) == pytest.approx(27.5)
     ssim = config_from_dict({"tune": {"metric": "ssim"}}).tune
     assert objective(metrics, ssim) == pytest.approx(0.9)  # snow absent: rain only
+
+
+def test_a_trial_runs_on_its_cpu_share():
+    base = Config().override({"tune.resources_per_trial": {"CPU": 3}, "tune.epochs": 2})
+    cfg = trial_config(base, {"loss.lambda1": 0.05})
+    assert cfg.train.resources_per_worker == {"CPU": 3}
+    assert (cfg.train.epochs, cfg.train.num_workers, cfg.loss.lambda1) == (2, 0, 0.05)
 
 
 def test_apply_tuned_switches_between_tuned_and_default_params(tmp_path):

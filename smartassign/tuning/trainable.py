@@ -45,13 +45,18 @@ def objective(metrics: Mapping[str, float], tune_cfg: TuneConfig) -> float:
 
 
 def trial_config(base: Config, sampled: Mapping[str, Any]) -> Config:
-    """The configuration of one trial: the base with the sampled values and trial settings."""
+    """The configuration of one trial: the base with the sampled values and trial settings.
+
+    The trial's CPU share (``tune.resources_per_trial``) becomes its worker resources, so
+    the loop runs as many torch threads as the trial was given.
+    """
     return base.override(
         {
             **sampled,
             "train.epochs": base.tune.epochs,
             "train.checkpoint_every_steps": 0,
             "train.num_workers": 0,
+            "train.resources_per_worker": dict(base.tune.resources_per_trial),
         }
     )
 
