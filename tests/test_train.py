@@ -27,7 +27,11 @@ def _history(run_id: str, key: str = MONITOR) -> list[int]:
     return sorted(m.step for m in tracking.client().get_metric_history(run_id, key))
 
 
-def test_two_workers_train_and_beat_the_input(tiny_config, mlflow_store):
+def test_two_workers_train_beat_the_input_and_log_a_loadable_model(tiny_config, mlflow_store):
+    import mlflow.pytorch
+
+    from smartassign.engine.run import export_model_dir
+
     cfg = tiny_config("two_workers", epochs=4, num_workers=2)
     result = train(cfg)
     final = result.metrics
@@ -44,14 +48,6 @@ def test_two_workers_train_and_beat_the_input(tiny_config, mlflow_store):
     assert {"samples", "gates"} <= artifacts
     assert (result.model_dir / "mlflow_model_uri").read_text().startswith("models:/")
 
-
-def test_logged_model_loads_and_matches_the_trained_one(tiny_config, mlflow_store):
-    import mlflow.pytorch
-
-    from smartassign.engine.run import export_model_dir
-
-    cfg = tiny_config("logged_model", epochs=1, num_workers=1)
-    result = train(cfg)
     loaded = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
     in_memory = export_model_dir(result.checkpoint_dir, result.model_dir.parent / "again")
     image = torch.rand(2, 3, 40, 56)
