@@ -4,8 +4,9 @@
 
 Measures parameters, MACs at 256x256, forward latency at 256x256 and 512x512 (batch 1,
 no grad), and one training step (forward, the full Eq. 19 loss, backward, Adam) at batch 4
-of 128x128 crops. Each measurement runs in a fresh process, so the reported peak memory
-(RSS on CPU, ``max_memory_allocated`` on CUDA) belongs to that measurement alone.
+of 128x128 crops and at the shipped batch of 64 crops of 32x32. Each measurement runs in a
+fresh process, so the reported peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA)
+belongs to that measurement alone.
 Times are medians over ``--repeats`` runs after warm-up.
 """
 
@@ -74,9 +75,10 @@ def _measure(task: str, params: str, device_name: str, repeats: int, threads: in
         model.train()
         criterion = SmartAssignLoss(cfg.loss).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        degraded = torch.rand(4, 3, 128, 128, device=device)
-        target = torch.rand(4, 3, 128, 128, device=device)
-        task_labels = torch.tensor([0, 1, 0, 1], device=device)
+        batch, size = map(int, task.removeprefix("train").split("x"))
+        degraded = torch.rand(batch, 3, size, size, device=device)
+        target = torch.rand(batch, 3, size, size, device=device)
+        task_labels = torch.arange(batch, device=device) % 2
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
@@ -131,7 +133,8 @@ def main() -> None:
     for task, label in (
         ("forward256", "forward_256"),
         ("forward512", "forward_512"),
-        ("train_step", "train_step_b4_128"),
+        ("train4x128", "train_step_b4_128"),
+        ("train64x32", "train_step_b64_32"),
     ):
         result[label] = _in_fresh_process(task, args.params, device, args.repeats, args.threads)
         print(f"{label}: {result[label]}", file=sys.stderr)
