@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from ray import tune
 
-STATE_FILE = "smartassign_sweep.json"
+STATE_FILE = "smartassign_experiment.json"
+"""Resume state of a sweep or an ablation study (config fingerprint, MLflow parent run)."""
 
 
 def absolute_storage(storage: str) -> str:
