@@ -559,6 +559,7 @@ def leaf_field(dotted: str) -> FieldInfo:
 TRIAL_KEYS = {
     "train.checkpoint_every_steps": "trials checkpoint once per epoch",
     "train.num_workers": "a trial runs the loop in its own process (resources_per_trial)",
+    "train.resources_per_worker": "a trial runs on its resources_per_trial",
     "train.run_name": "trials are named by Ray Tune",
     "train.storage_path": "trials live under the experiment's storage_path",
     "train.model_dir": "trials write no model directory",

@@ -41,7 +41,6 @@ RESERVED = {
     "model.single_task": "V4 is trained once per task",
     "train.seed": "each run sets it from ablation.seeds",
     "data.seed": "each run sets it from ablation.seeds",
-    "train.resources_per_worker": "a run has ablation.resources_per_trial",
     "train.tuned_params": "the study starts from params.yaml; put tuned values here instead",
 }
 UNSET_SECTIONS = ("ablation", "tune", "registry")

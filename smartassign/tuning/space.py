@@ -32,7 +32,6 @@ LISTS = ("choice", "grid")
 RESERVED = {
     **TRIAL_KEYS,
     "train.epochs": "every trial runs tune.epochs epochs",
-    "train.resources_per_worker": "a trial has tune.resources_per_trial",
     "train.tuned_params": "a sweep starts from params.yaml",
 }
 UNSWEPT_SECTIONS = ("tune", "ablation", "registry")
