@@ -232,7 +232,7 @@ class RecognitionDecoder(nn.Module):
     @property
     def feature_stride(self) -> int:
         """Input pixels per feature-map pixel of ``convs`` along each side."""
-        return 4
+        return math.prod(conv.stride[0] for conv in self.convs if isinstance(conv, nn.Conv2d))
 
 
 class DimensionReduction(nn.Module):
