@@ -160,7 +160,12 @@ class SyntheticData(_Section):
     """The embedded default data set: synthetic rain and snow over clean photographs."""
 
     enabled: bool = True
-    photos: str = Field("builtin", description="'builtin' or a folder of clean photographs")
+    photos: str = Field(
+        "builtin", description="'builtin' or a folder of clean photographs (split by photo)"
+    )
+    train_photos: str = Field(
+        "builtin", description="'builtin', 'none' or a folder of photos used for training only"
+    )
     size: int = Field(256, ge=32, description="side of the square crops (pixels)")
     min_scale: float = Field(
         0.5, gt=0, le=1, description="photos are downscaled by a factor in [min_scale, 1]"

@@ -153,7 +153,7 @@ def test_train_loader_balances_tasks_and_workers_draw_different_crops(prepared):
     batches = list(loader)
     assert all(b["input"].shape[1:] == (3, 32, 32) for b in batches)
     tasks = torch.cat([b["task"] for b in batches])
-    assert len(tasks) == 20 and int(tasks.sum()) == 10
+    assert len(tasks) == 68 and int(tasks.sum()) == 34
     crops = {tuple(b["input"][0, :, 0, 0].tolist()) for b in batches}
     assert len(crops) == len(batches)
     again = list(build_dataloader(prepared, "train"))

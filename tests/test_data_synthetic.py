@@ -13,6 +13,7 @@ from smartassign.config import Config, config_from_dict
 from smartassign.data.common import DataError
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import (
+    BUILTIN_TRAIN_PHOTOS,
     add_rain,
     add_snow,
     builtin_photos,
@@ -27,7 +28,12 @@ BANDS = {"rain": (20.0, 32.0), "snow": (15.0, 30.0)}
 
 
 def _small(**synthetic: object):
-    tree = {"size": 64, "crops_per_photo": {"train": 2, "val": 1, "test": 1}, **synthetic}
+    tree = {
+        "size": 64,
+        "crops_per_photo": {"train": 2, "val": 1, "test": 1},
+        "train_photos": "none",
+        **synthetic,
+    }
     return config_from_dict({"data": {"crop_size": 32, "synthetic": tree}}).data
 
 
@@ -46,6 +52,46 @@ def test_builtin_photos_ship_with_the_installed_packages():
         assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 256
 
 
+def test_training_only_photos_ship_with_the_installed_packages():
+    photos = builtin_photos(BUILTIN_TRAIN_PHOTOS)
+    assert len(photos) == 12
+    assert not {p.name for p in photos} & {p.name for p in builtin_photos()}
+    for photo in photos:
+        pixels = read_rgb(photo.path).pixels
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 256
+
+
+def _photos_by_split(pairs) -> dict[str, set[str]]:
+    photos_of: dict[str, set[str]] = {}
+    for pair in pairs:
+        photos_of.setdefault(pair.split or "", set()).add(pair.input.stem.rsplit("_", 1)[0])
+    return photos_of
+
+
+def test_training_only_photos_join_the_training_split_alone(tmp_path):
+    """They add training scenes without changing which photos are held out."""
+    plain, _ = generate(_small(), tmp_path / "plain")
+    widened, issues = generate(_small(train_photos="builtin"), tmp_path / "widened")
+    before, after = _photos_by_split(plain), _photos_by_split(widened)
+    assert after["val"] == before["val"] and after["test"] == before["test"]
+    extra = {p.name for p in builtin_photos(BUILTIN_TRAIN_PHOTOS)}
+    assert after["train"] == before["train"] | extra
+    assert not issues
+    common = _digests(tmp_path / "plain")
+    assert {k: v for k, v in _digests(tmp_path / "widened").items() if k in common} == common
+
+
+def test_a_training_only_photo_may_not_be_a_test_candidate(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)).save(photos / name)
+    data = _small(photos=str(photos), train_photos=str(photos))
+    with pytest.raises(DataError, match=r"synthetic\.train_photos: a, b, c also in"):
+        generate(data, tmp_path / "out")
+
+
 def test_same_parameters_give_byte_identical_files(tmp_path):
     data = _small()
     first, _ = generate(data, tmp_path / "a")
@@ -58,11 +104,8 @@ def test_same_parameters_give_byte_identical_files(tmp_path):
 
 
 def test_no_photo_is_in_two_splits(tmp_path):
-    pairs, _ = generate(_small(), tmp_path)
-    photos_of: dict[str, set[str]] = {}
-    for pair in pairs:
-        photo = pair.input.stem.rsplit("_", 1)[0]
-        photos_of.setdefault(pair.split or "", set()).add(photo)
+    pairs, _ = generate(_small(train_photos="builtin"), tmp_path)
+    photos_of = _photos_by_split(pairs)
     assert set(photos_of) == {"train", "val", "test"}
     assert not photos_of["train"] & photos_of["val"]
     assert not photos_of["train"] & photos_of["test"]

@@ -18,7 +18,9 @@ Degradation models (all intensities in ``[0, 1]``):
 
 Every image gets its own generator seeded from ``(seed, task, photo, index)``, so the same
 parameters give byte-identical files and adding a photo changes no other photo's crops.
-Photos are split by source: all crops of one photo are in one split.
+Photos are split by source: all crops of one photo are in one split. Training-only photos
+(``synthetic.train_photos``) add scenes and textures to the training split and never enter
+validation or test.
 """
 
 from __future__ import annotations
@@ -49,7 +51,29 @@ BUILTIN_PHOTOS = {
     ),
     "sklearn": ("datasets/images/china.jpg", "datasets/images/flower.jpg"),
 }
-"""Clean colour photographs shipped inside scikit-image and scikit-learn, by package."""
+"""Clean colour photographs shipped inside scikit-image and scikit-learn, by package: the
+pool from which the validation and test photos are drawn."""
+
+BUILTIN_TRAIN_PHOTOS = {
+    "skimage": (
+        "data/brick.png",
+        "data/camera.png",
+        "data/cell.png",
+        "data/clock_motion.png",
+        "data/coins.png",
+        "data/grass.png",
+        "data/gravel.png",
+        "data/hubble_deep_field.jpg",
+        "data/ihc.png",
+        "data/moon.png",
+        "data/retina.jpg",
+    ),
+    "matplotlib": ("mpl-data/sample_data/grace_hopper.jpg",),
+}
+"""Further images shipped inside scikit-image and matplotlib, used for training only: grey
+photographs and textures, microscopy, astronomy and a portrait. They widen the scenes the
+model learns from (fine edges and textures that rain streaks must be told apart from), but
+grey or scientific images make poor test scenes for colour restoration."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +84,12 @@ class Photo:
     path: Path
 
 
-def builtin_photos() -> list[Photo]:
-    """The seven clean colour photos of :data:`BUILTIN_PHOTOS`, found without importing
-    their packages (importing scikit-learn alone takes seconds)."""
+def builtin_photos(table: dict[str, tuple[str, ...]] = BUILTIN_PHOTOS) -> list[Photo]:
+    """The images of ``table`` (package -> files inside it; default: the seven colour photos
+    of :data:`BUILTIN_PHOTOS`), found without importing their packages (importing
+    scikit-learn alone takes seconds)."""
     photos = []
-    for package, files in BUILTIN_PHOTOS.items():
+    for package, files in table.items():
         spec = importlib.util.find_spec(package)
         if spec is None or spec.origin is None:
             raise DataError(f"synthetic.photos: builtin needs the {package} package installed")
@@ -76,11 +101,20 @@ def builtin_photos() -> list[Photo]:
 def folder_photos(folder: Path) -> list[Photo]:
     """Every image file in ``folder`` (recursively), named by its path inside the folder."""
     if not folder.is_dir():
-        raise DataError(f"synthetic.photos: folder {folder} does not exist")
+        raise DataError(f"synthetic photos: folder {folder} does not exist")
     return [
         Photo(path.relative_to(folder).with_suffix("").as_posix().replace("/", "__"), path)
         for path in image_files(folder, recursive=True)
     ]
+
+
+def _photos(source: str, builtin: dict[str, tuple[str, ...]]) -> list[Photo]:
+    """The photos named by a ``synthetic.photos`` / ``train_photos`` value."""
+    if source == "none":
+        return []
+    if source == "builtin":
+        return builtin_photos(builtin)
+    return folder_photos(Path(source).expanduser())
 
 
 def split_photos(photos: list[Photo], val: int, test: int, seed: int) -> dict[str, list[Photo]]:
@@ -257,13 +291,17 @@ def generate(
     from tqdm import tqdm
 
     synth = cfg.synthetic
-    if synth.photos == "builtin":
-        photos = builtin_photos()
-    else:
-        photos = folder_photos(Path(synth.photos).expanduser())
+    photos = _photos(synth.photos, BUILTIN_PHOTOS)
+    train_only = _photos(synth.train_photos, BUILTIN_TRAIN_PHOTOS)
+    clashes = sorted({p.name for p in photos} & {p.name for p in train_only})
+    if clashes:
+        raise DataError(
+            f"synthetic.train_photos: {', '.join(clashes)} also in synthetic.photos; a training-"
+            "only photo must not be a validation or test candidate (rename or remove it)"
+        )
     issues: list[Issue] = []
     usable: list[tuple[Photo, np.ndarray]] = []
-    for photo in photos:
+    for photo in photos + train_only:
         try:
             pixels = read_rgb(photo.path).pixels
         except DataError as error:
@@ -274,7 +312,10 @@ def generate(
             issues.append(Issue("synthetic", str(photo.path), "too_small", reason, "skipped"))
             continue
         usable.append((photo, pixels))
-    splits = split_photos([p for p, _ in usable], synth.val_photos, synth.test_photos, cfg.seed)
+    extra = {photo.name for photo in train_only}
+    pool = [photo for photo, _ in usable if photo.name not in extra]
+    splits = split_photos(pool, synth.val_photos, synth.test_photos, cfg.seed)
+    splits["train"] += [photo for photo, _ in usable if photo.name in extra]
     pixels_of = {photo.name: pixels for photo, pixels in usable}
     jobs = [
         (split, task, photo, index)
