@@ -112,8 +112,8 @@ def evaluate(
     sample_rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
     for record in tqdm(records, desc=f"evaluate {split}", unit="img", disable=not progress):
         degraded, clean = load_pair(record, root)
-        output = model(to_tensor(degraded)[None].to(device))
         label = torch.tensor([task_label(record.task)], device=device)
+        output = model(to_tensor(degraded)[None].to(device), label)
         restored = _to_uint8(select_restoration(output, label)[0].float())
         recognised = TASKS[int(output.logits.argmax(dim=1))] if output.logits is not None else ""
         scores.append(

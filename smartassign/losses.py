@@ -18,8 +18,9 @@ from torch import nn
 
 from smartassign.config import CharbonnierForm, LossConfig
 from smartassign.model import SmartAssignOutput
+from smartassign.model.network import HEAD_TASKS
 
-RAIN, SNOW = 0, 1
+RAIN, SNOW = HEAD_TASKS["derain"], HEAD_TASKS["desnow"]
 
 
 def charbonnier_loss(
@@ -143,6 +144,8 @@ class LossTerms:
 
 def select_restoration(output: SmartAssignOutput, task: torch.Tensor) -> torch.Tensor:
     """Each sample's own decoder output: ``D_dr`` for rain (0), ``D_ds`` for snow (1)."""
+    if output.restored is not None:
+        return output.restored
     if output.derain is None or output.desnow is None:
         only = output.derain if output.derain is not None else output.desnow
         expected = RAIN if output.derain is not None else SNOW

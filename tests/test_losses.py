@@ -99,7 +99,10 @@ def test_contrast_needs_two_kinds():
         knowledge_contrast_loss({"rk": torch.rand(1, 2, 3)}, 0.5)
 
 
-def test_each_sample_trains_only_its_own_decoder():
+@pytest.mark.parametrize("routed", [False, True], ids=["both-decoders", "task-routed"])
+def test_each_sample_trains_only_its_own_decoder(routed):
+    """Also when the forward pass runs each decoder on its own task's samples only: the
+    decoder without samples still gets a (zero) gradient, as DDP needs."""
     torch.manual_seed(0)
     model = SmartAssign.from_config(ModelConfig(**TINY))
     criterion = SmartAssignLoss(LossConfig())
@@ -107,8 +110,9 @@ def test_each_sample_trains_only_its_own_decoder():
     target = torch.rand(2, 3, 16, 16)
     for task, trained, untouched in (([0, 0], "derain", "desnow"), ([1, 1], "desnow", "derain")):
         model.zero_grad()
-        out = model(degraded)
-        terms = criterion(out, degraded, target, torch.tensor(task))
+        labels = torch.tensor(task)
+        out = model(degraded, labels) if routed else model(degraded)
+        terms = criterion(out, degraded, target, labels)
         terms.total.backward()
         grads = {
             head: sum(p.grad.abs().sum() for p in model.decoders[head].parameters())

@@ -45,6 +45,20 @@ def test_untrained_residual_decoders_return_the_input():
     torch.testing.assert_close(out.desnow, x)
 
 
+def test_given_the_tasks_each_decoder_restores_only_its_own_samples():
+    model = tiny()
+    for decoder in model.decoders.values():  # residual decoders start as the identity
+        nn.init.normal_(decoder.convs[-1].weight, std=0.1)
+    image, task = torch.rand(5, 3, 37, 29), torch.tensor([1, 0, 0, 1, 1])
+    both, routed = model(image), model(image, task)
+    assert routed.derain is None and routed.desnow is None
+    expected = torch.where(task.view(-1, 1, 1, 1) == 1, both.desnow, both.derain)
+    torch.testing.assert_close(routed.restored, expected)
+    torch.testing.assert_close(routed.logits, both.logits)
+    single = tiny(variant="V4", single_task="rain")(image[:2], torch.tensor([0, 0]))
+    assert single.restored is None and single.derain.shape == (2, 3, 37, 29)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_runs_in_reduced_precision(dtype):
     model = tiny()

@@ -203,7 +203,7 @@ class _Run:
         task = batch["task"].to(self.device, non_blocking=True).view(-1)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp_dtype):
-            output = self.net(degraded)
+            output = self.net(degraded, task)
         terms = self.criterion(output, degraded, target, task)
         self.scaler.scale(terms.total).backward()
         self.scaler.unscale_(self.optimizer)

@@ -39,7 +39,7 @@ def validate(
         target = batch["target"].to(device)
         task = batch["task"].to(device).view(-1)
         with autocast(device, amp_dtype):
-            output = model(degraded)
+            output = model(degraded, task)
         restored = select_restoration(output, task).float().clamp(0, 1)
         scores = {
             "psnr": psnr_batch(restored, target),

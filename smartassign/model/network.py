@@ -12,7 +12,7 @@ exist (see :func:`routing_for`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +25,8 @@ from smartassign.model.layers import ChannelGate, GateName, GLSFViTBlock, Spatia
 
 MIN_SIZE = 16
 KINDS = ("rk", "ck", "sk")
+HEAD_TASKS = {"derain": 0, "desnow": 1}
+"""Restoration decoder -> task label it serves (0 rain, 1 snow, as in the data)."""
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,17 @@ class SmartAssignOutput:
     """Results of Eq. 3: restored images, recognition logits and the knowledge.
 
     ``derain`` / ``desnow`` are ``B x 3 x H x W`` (``None`` when the variant has no such
-    head), ``logits`` is ``B x 2`` ordered (rain, snow) or ``None`` without ``D_re``.
-    ``knowledge`` is ``None`` for V2, which has no GKFM.
+    head, or when the forward pass was given the tasks), ``logits`` is ``B x 2`` ordered
+    (rain, snow) or ``None`` without ``D_re``. ``knowledge`` is ``None`` for V2, which has no
+    GKFM. ``restored`` is set when the forward pass was given the tasks: each sample's
+    restoration by its own task's decoder.
     """
 
     derain: torch.Tensor | None
     desnow: torch.Tensor | None
     logits: torch.Tensor | None
     knowledge: Knowledge | None = None
+    restored: torch.Tensor | None = None
 
 
 class Encoder(nn.Module):
@@ -352,7 +357,12 @@ class SmartAssign(nn.Module):
             image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
         return image
 
-    def forward(self, image: torch.Tensor) -> SmartAssignOutput:
+    def forward(self, image: torch.Tensor, task: torch.Tensor | None = None) -> SmartAssignOutput:
+        """Eq. 3 on ``image``. With ``task`` (``B`` labels, 0 rain, 1 snow) and both
+        restoration decoders present, each decoder runs on its own task's samples only and
+        the result is ``restored`` (training and evaluation use no other output, and the
+        decoders are about a third of the network's work); without it both decoders
+        restore every sample, as in auto-routed inference."""
         self.check_input(image)
         height, width = image.shape[-2:]
         padded = self._pad(image)
@@ -367,9 +377,13 @@ class SmartAssign(nn.Module):
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
         restored: dict[str, torch.Tensor | None] = {"derain": None, "desnow": None}
-        for head, decoder in self.decoders.items():
-            sources = getattr(self.routing, head)
-            restored[head] = decoder(route(sources), padded)[..., :height, :width]
+        own: torch.Tensor | None = None
+        if task is not None and len(self.decoders) == len(HEAD_TASKS):
+            own = self._restore_own_task(route, padded, task.view(-1))[..., :height, :width]
+        else:
+            for head, decoder in self.decoders.items():
+                sources = getattr(self.routing, head)
+                restored[head] = decoder(route(sources), padded)[..., :height, :width]
         logits = (
             self.recognition(route(self.routing.recognition))
             if self.recognition is not None
@@ -384,4 +398,23 @@ class SmartAssign(nn.Module):
                 else None
             )
             knowledge = Knowledge(tensors=tensors, gates=gates, matrices=matrices)
-        return SmartAssignOutput(restored["derain"], restored["desnow"], logits, knowledge)
+        return SmartAssignOutput(restored["derain"], restored["desnow"], logits, knowledge, own)
+
+    def _restore_own_task(
+        self,
+        route: Callable[[tuple[str, ...]], torch.Tensor],
+        padded: torch.Tensor,
+        task: torch.Tensor,
+    ) -> torch.Tensor:
+        """Each sample through its own task's decoder. A decoder whose task has no sample in
+        the batch still runs (on none), so it takes part in every step (DDP expects it)."""
+        parts = {}
+        for head, label in HEAD_TASKS.items():
+            chosen = task == label
+            sources = getattr(self.routing, head)
+            parts[head] = (chosen, self.decoders[head](route(sources)[chosen], padded[chosen]))
+        first = parts["derain"][1]
+        restored = first.new_empty((padded.shape[0], *first.shape[1:]))
+        for chosen, part in parts.values():
+            restored[chosen] = part
+        return restored
