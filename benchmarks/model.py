@@ -3,10 +3,11 @@
     python benchmarks/model.py [--params params.yaml] [--device auto|cpu|cuda] [--out PATH]
 
 Measures parameters, MACs at 256x256, forward latency at 256x256 and 512x512 (batch 1,
-no grad), and one training step (forward, the full Eq. 19 loss, backward, Adam) at batch 4
-of 128x128 crops and at the shipped batch of 64 crops of 32x32. Each measurement runs in a
-fresh process, so the reported peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA)
-belongs to that measurement alone.
+no grad), and one training step as the training loop runs it (forward with each decoder on
+its own task's samples, the full Eq. 19 loss, backward, Adam) at batch 4 of 128x128 crops
+and at the shipped batch of 64 crops of 32x32. Each measurement runs in a fresh process,
+so the reported peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA) belongs to that
+measurement alone.
 Times are medians over ``--repeats`` runs after warm-up.
 """
 
@@ -82,7 +83,7 @@ def _measure(task: str, params: str, device_name: str, repeats: int, threads: in
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            terms = criterion(model(degraded), degraded, target, task_labels)
+            terms = criterion(model(degraded, task_labels), degraded, target, task_labels)
             terms.total.backward()
             optimizer.step()
 

@@ -297,7 +297,7 @@ class TrainConfig(_Section):
     """Optimisation (paper Sec. 4.1) and the Ray Train run."""
 
     seed: int = Field(0, ge=0)
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(15, ge=1)
     batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
