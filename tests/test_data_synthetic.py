@@ -92,6 +92,11 @@ def test_a_training_only_photo_may_not_be_a_test_candidate(tmp_path):
         generate(data, tmp_path / "out")
 
 
+def test_a_missing_photo_folder_names_its_parameter(tmp_path):
+    with pytest.raises(DataError, match=r"synthetic\.train_photos: folder .*nowhere"):
+        generate(_small(train_photos=str(tmp_path / "nowhere")), tmp_path / "out")
+
+
 def test_same_parameters_give_byte_identical_files(tmp_path):
     data = _small()
     first, _ = generate(data, tmp_path / "a")

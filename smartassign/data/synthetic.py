@@ -84,37 +84,40 @@ class Photo:
     path: Path
 
 
-def builtin_photos(table: dict[str, tuple[str, ...]] = BUILTIN_PHOTOS) -> list[Photo]:
+def builtin_photos(
+    table: dict[str, tuple[str, ...]] = BUILTIN_PHOTOS, key: str = "synthetic.photos"
+) -> list[Photo]:
     """The images of ``table`` (package -> files inside it; default: the seven colour photos
     of :data:`BUILTIN_PHOTOS`), found without importing their packages (importing
-    scikit-learn alone takes seconds)."""
+    scikit-learn alone takes seconds). ``key`` names the parameter in errors."""
     photos = []
     for package, files in table.items():
         spec = importlib.util.find_spec(package)
         if spec is None or spec.origin is None:
-            raise DataError(f"synthetic.photos: builtin needs the {package} package installed")
+            raise DataError(f"{key}: builtin needs the {package} package installed")
         folder = Path(spec.origin).parent
         photos += [Photo(Path(name).stem, folder / name) for name in files]
     return sorted(photos, key=lambda photo: photo.name)
 
 
-def folder_photos(folder: Path) -> list[Photo]:
-    """Every image file in ``folder`` (recursively), named by its path inside the folder."""
+def folder_photos(folder: Path, key: str = "synthetic.photos") -> list[Photo]:
+    """Every image file in ``folder`` (recursively), named by its path inside the folder;
+    ``key`` names the parameter in errors."""
     if not folder.is_dir():
-        raise DataError(f"synthetic photos: folder {folder} does not exist")
+        raise DataError(f"{key}: folder {folder} does not exist")
     return [
         Photo(path.relative_to(folder).with_suffix("").as_posix().replace("/", "__"), path)
         for path in image_files(folder, recursive=True)
     ]
 
 
-def _photos(source: str, builtin: dict[str, tuple[str, ...]]) -> list[Photo]:
-    """The photos named by a ``synthetic.photos`` / ``train_photos`` value."""
+def _photos(source: str, builtin: dict[str, tuple[str, ...]], key: str) -> list[Photo]:
+    """The photos named by the value of ``key`` (``synthetic.photos`` / ``train_photos``)."""
     if source == "none":
         return []
     if source == "builtin":
-        return builtin_photos(builtin)
-    return folder_photos(Path(source).expanduser())
+        return builtin_photos(builtin, key)
+    return folder_photos(Path(source).expanduser(), key)
 
 
 def split_photos(photos: list[Photo], val: int, test: int, seed: int) -> dict[str, list[Photo]]:
@@ -291,8 +294,8 @@ def generate(
     from tqdm import tqdm
 
     synth = cfg.synthetic
-    photos = _photos(synth.photos, BUILTIN_PHOTOS)
-    train_only = _photos(synth.train_photos, BUILTIN_TRAIN_PHOTOS)
+    photos = _photos(synth.photos, BUILTIN_PHOTOS, "synthetic.photos")
+    train_only = _photos(synth.train_photos, BUILTIN_TRAIN_PHOTOS, "synthetic.train_photos")
     clashes = sorted({p.name for p in photos} & {p.name for p in train_only})
     if clashes:
         raise DataError(
