@@ -192,7 +192,14 @@ def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
 
 
 def log_model(model: SmartAssign, run_id: str) -> str:
-    """Log the model to MLflow with a dynamic-size signature and an input example."""
+    """Log the model to MLflow with a dynamic-size input signature.
+
+    No input example: MLflow checks one by serving it through the pyfunc flavour, which
+    needs a model returning one tensor, while SmartAssign returns all its heads
+    (:class:`~smartassign.model.SmartAssignOutput`), so the check could only warn. The model
+    is served by ``smartassign restore`` (``models:/`` URIs) or as an ONNX / TorchScript
+    export.
+    """
     import mlflow
     import mlflow.pytorch
     import numpy as np
@@ -203,13 +210,11 @@ def log_model(model: SmartAssign, run_id: str) -> str:
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1), "image")]),
     )
-    example = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model,
             name="model",
             signature=signature,
-            input_example=example,
             serialization_format="pickle",
         )
     return info.model_uri
