@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from smartassign.engine import tracking
-from smartassign.engine.loop import NonFiniteLossError
+from smartassign.engine.loop import NonFiniteLossError, _progress, _ReportLineFilter
 from smartassign.engine.run import fit, train
 
 from .engine_fixtures import steps_per_epoch
@@ -148,3 +149,14 @@ def test_cluster_path_through_ray_address(tiny_config_file, tmp_path):
         assert "model written to" in run.stdout
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_ray_report_lines_are_dropped_and_progress_reaches_the_process_stdout(capfd):
+    def passes(message: str) -> bool:
+        record = logging.LogRecord("ray.train", logging.INFO, __file__, 1, message, None, None)
+        return _ReportLineFilter().filter(record)
+
+    assert not passes("Reporting training result 3: TrainingReport(metrics={...}) from rank 0")
+    assert passes("Started training worker group of size 1")
+    _progress("epoch 1/2: loss 0.1000")
+    assert capfd.readouterr().out.count("epoch 1/2: loss 0.1000") == 1

@@ -11,8 +11,10 @@ logs to MLflow; each epoch's metrics are logged exactly once, also across restar
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +38,36 @@ from smartassign.engine.schedule import LearningRateSchedule
 from smartassign.engine.validation import validate
 from smartassign.losses import SmartAssignLoss, select_restoration
 from smartassign.model import SmartAssign
+
+
+class _ReportLineFilter(logging.Filter):
+    """Drops Ray Train's "Reporting training result" INFO line.
+
+    Ray Train logs every ``ray.train.report`` with its whole metrics dict, one long line per
+    epoch; the epoch line of this loop and MLflow carry the same numbers.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Reporting training result")
+
+
+_REPORT_LINE_FILTER = _ReportLineFilter()
+
+
+def _quiet_report_lines() -> None:
+    for handler in logging.getLogger().handlers:
+        if _REPORT_LINE_FILTER not in handler.filters:
+            handler.addFilter(_REPORT_LINE_FILTER)
+
+
+def _progress(message: str) -> None:
+    """Print a progress line once.
+
+    Ray Train replaces ``print`` in its workers by one that logs the line and, as the
+    workers' ``sys.stdout`` is wrapped, also prints it: every line reached the driver twice.
+    The process's own stdout carries it once.
+    """
+    print(message, file=sys.__stdout__, flush=True)
 
 
 def _uint8(image: torch.Tensor) -> np.ndarray:
@@ -163,10 +195,9 @@ class _Run:
         self.progress.resumes += 1
         restore_rng_state(state["rng"])
         if self.rank == 0:
-            print(
+            _progress(
                 f"resumed from checkpoint: epoch {self.progress.epoch}, "
-                f"step {self.progress.global_step}",
-                flush=True,
+                f"step {self.progress.global_step}"
             )
 
     @property
@@ -317,6 +348,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     loss turns non-finite, ``{"status": "nonfinite", "message": ...}`` so the driver stops
     the run instead of retrying it from the same checkpoint.
     """
+    _quiet_report_lines()
     cfg = config_from_dict(loop_config["config"])
     run = _Run(cfg, loop_config)
     run.catch_up_logging()
@@ -331,11 +363,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
         run.log_epoch(run.progress.epoch, metrics)
         run.log_figures(run.progress.epoch)
         if run.rank == 0:
-            print(
+            _progress(
                 f"epoch {run.progress.epoch}/{cfg.train.epochs}: "
                 f"loss {metrics.get('train/loss/total', float('nan')):.4f}  "
                 f"{cfg.train.monitor} {metrics[cfg.train.monitor]:.2f} dB  "
-                f"({metrics['train/epoch_seconds']:.1f} s)",
-                flush=True,
+                f"({metrics['train/epoch_seconds']:.1f} s)"
             )
     return {"status": "finished", "epoch": run.progress.epoch}
