@@ -23,8 +23,7 @@ largest absolute difference exceeds the tolerance.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -119,17 +118,6 @@ def _trace_side(side: int, multiple: int) -> int:
     return max(side, multiple) + 1
 
 
-@contextmanager
-def _without_input_checks(model: SmartAssign) -> Iterator[None]:
-    """Skip ``SmartAssign.check_input`` while tracing: a graph cannot hold its Python checks
-    (``bool(isfinite(x).all())`` is data-dependent and stops ``torch.export``)."""
-    model.check_input = lambda image: None
-    try:
-        yield
-    finally:
-        del model.check_input
-
-
 def _attention_math(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -167,7 +155,7 @@ def _export_onnx(wrapper: ExportWrapper, path: Path, height: int, width: int) ->
     sides = (_trace_side(height, multiple), _trace_side(width, multiple))
     example = torch.rand(2, 3, *sides)
     dims = {axis: torch.export.Dim.AUTO for axis in (0, 2, 3)}
-    with _without_input_checks(wrapper.model), warnings.catch_warnings():
+    with warnings.catch_warnings():
         # torch's own notices: the mask's lru_cache is traced through, LeafSpec is deprecated
         warnings.filterwarnings("ignore", message=".*lru_cache.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
@@ -189,7 +177,7 @@ def _export_onnx(wrapper: ExportWrapper, path: Path, height: int, width: int) ->
 
 def _export_torchscript(wrapper: ExportWrapper, path: Path, height: int, width: int) -> Runner:
     fixed = ExportWrapper(wrapper.model, fixed_size=(height, width))
-    with _without_input_checks(wrapper.model), warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.trace.*deprecated")
         traced = torch.jit.trace(fixed, (torch.rand(1, 3, height, width),), check_trace=False)

@@ -220,3 +220,21 @@ def test_shifted_windows_do_not_mix_opposite_borders():
     touched = tokens.grad[0].abs().sum(-1) > 0
     assert touched[:2, :2].all()
     assert touched.sum() == 4
+
+
+def test_torch_export_captures_the_network_despite_its_input_checks():
+    class Derain(nn.Module):
+        def __init__(self, model: SmartAssign) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.model(image).derain
+
+    model = tiny().eval()
+    image = torch.rand(1, 3, 40, 48)
+    program = torch.export.export(Derain(model), (image,), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(image), model(image).derain)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model(torch.full((1, 3, 40, 48), float("nan")))

@@ -328,7 +328,13 @@ class SmartAssign(nn.Module):
 
     @staticmethod
     def check_input(image: torch.Tensor) -> None:
-        """Raise ``ValueError`` naming the problem for input the network cannot take."""
+        """Raise ``ValueError`` naming the problem for input the network cannot take.
+
+        Skipped while ``torch.export``, ``torch.compile`` or ``torch.jit.trace`` capture the
+        network: a graph cannot hold Python checks on the data (the finiteness test).
+        """
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
         if not isinstance(image, torch.Tensor):
             raise ValueError(f"input must be a torch.Tensor, got {type(image).__name__}")
         if image.dim() != 4:
