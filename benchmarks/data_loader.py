@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
             prepare(cfg.override({"data.root": str(root)}), progress=False)
             prepare_s = time.perf_counter() - start
         cfg = cfg.override(
-            {"data.root": str(root), "data.crop_size": args.crop, "data.num_workers": args.workers}
+            {
+                "data.root": str(root),
+                "data.crop_size": args.crop,
+                "model.recognition_window": args.crop,
+                "data.num_workers": args.workers,
+            }
         )
         loader = build_dataloader(cfg, "train", batch_size=args.batch_size)
         startup_s = _pass(loader, args.batch_size, epoch=0)

@@ -72,6 +72,12 @@ class ModelConfig(_Section):
     recognition_pool: Literal["max", "mean"] = Field(
         "max", description="global Pool of D_re (Eq. 12): max or mean over the image"
     )
+    recognition_window: int = Field(
+        32,
+        ge=0,
+        description="D_re pools windows of this side (pixels; data.crop_size, the side it "
+        "learnt on) and averages their logits; 0 = one pool over the whole image",
+    )
     residual: bool = Field(True, description="D_dr / D_ds predict a residual on the input")
     drm_grid: int = Field(4, ge=1, description="DRM pools each atom to a grid x grid map")
     drm_dim: int = Field(16, ge=1, description="F: row length of the DRM matrices")
@@ -433,6 +439,7 @@ class AblationConfig(_Section):
             "train.epochs": 10,
             "train.batch_size": 4,
             "data.crop_size": 128,
+            "model.recognition_window": 128,
             "data.samples_per_epoch": 240,
         },
         description="dotted config key -> value, applied to every arm (the shared budget)",
@@ -516,6 +523,17 @@ class Config(_Section):
     ablation: AblationConfig = Field(default_factory=AblationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+    @model_validator(mode="after")
+    def _recognition_window_is_the_crop(self) -> Config:
+        window = self.model.recognition_window
+        if window and window != self.data.crop_size:
+            raise ValueError(
+                f"model.recognition_window ({window}) must be data.crop_size "
+                f"({self.data.crop_size}) or 0: the recognition head learns on training crops "
+                "and pools windows of the same side at inference; set both together"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (enums as strings), suitable for YAML or JSON."""

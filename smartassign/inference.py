@@ -209,39 +209,68 @@ class _GateStatistics:
 class _RecognitionPool:
     """A forward hook on D_re's convolutions that pools their output over each tile's core.
 
-    Pooled over all cores (max, or mean weighted by core area), the features are those of a
-    whole-image pass, so the tiled logits ``FC(pooled)`` equal the whole-image logits.
+    D_re pools windows of the padded image (or the whole of it) and averages their logits.
+    Every core's features are folded into the windows they fall in (max, or sum and count
+    for mean), so the tiled logits equal the whole-image logits.
     """
 
     def __init__(self, decoder: RecognitionDecoder) -> None:
         self.decoder = decoder
-        self.cores: list[tuple[int, int, int, int]] = []
-        self._pooled: torch.Tensor | None = None
-        self._count = 0
+        self.tiles: list[Tile] = []
+        self._pooled: dict[tuple[int, int], torch.Tensor] = {}
+        self._counts: dict[tuple[int, int], int] = {}
 
-    def start_batch(self, cores: list[tuple[int, int, int, int]]) -> None:
-        """Cores of the tiles in the next forward pass, in batch order."""
-        self.cores = cores
+    def start_batch(self, tiles: list[Tile]) -> None:
+        """The tiles of the next forward pass, in batch order."""
+        self.tiles = tiles
 
     def hook(self, convs: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        """Fold the core of every tile's feature map into the running pool."""
+        """Fold the core of every tile's feature map into the windows it covers."""
         stride = self.decoder.feature_stride
-        for sample, (top, bottom, left, right) in zip(output, self.cores, strict=True):
-            core = sample[:, top // stride : bottom // stride, left // stride : right // stride]
-            if self.decoder.pool == "max":
-                part = core.amax(dim=(1, 2))
-                self._pooled = part if self._pooled is None else torch.maximum(self._pooled, part)
-            else:
-                part = core.sum(dim=(1, 2))
-                self._pooled = part if self._pooled is None else self._pooled + part
-                self._count += core[0].numel()
+        for sample, tile in zip(output, self.tiles, strict=True):
+            top, bottom, left, right = (side // stride for side in tile.core)
+            core = sample[:, top:bottom, left:right]
+            rows = (tile.top // stride + top, tile.top // stride + bottom)
+            cols = (tile.left // stride + left, tile.left // stride + right)
+            for window, part in self._windows(core, rows, cols):
+                self._fold(window, part)
+
+    def _windows(
+        self, core: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
+        """``(window index, features)`` of every window a core's features fall in."""
+        side = self.decoder.window_features
+        if not side:
+            yield (0, 0), core
+            return
+        for row in range(rows[0] // side, -(-rows[1] // side)):
+            top, bottom = max(rows[0], row * side), min(rows[1], (row + 1) * side)
+            for col in range(cols[0] // side, -(-cols[1] // side)):
+                left, right = max(cols[0], col * side), min(cols[1], (col + 1) * side)
+                yield (
+                    (row, col),
+                    core[:, top - rows[0] : bottom - rows[0], left - cols[0] : right - cols[0]],
+                )
+
+    def _fold(self, window: tuple[int, int], part: torch.Tensor) -> None:
+        if self.decoder.pool == "max":
+            pooled = part.amax(dim=(1, 2))
+            if window in self._pooled:
+                pooled = torch.maximum(self._pooled[window], pooled)
+            self._pooled[window] = pooled
+        else:
+            self._pooled[window] = self._pooled.get(window, 0) + part.sum(dim=(1, 2))
+            self._counts[window] = self._counts.get(window, 0) + part[0].numel()
 
     def logits(self) -> torch.Tensor:
-        """``1 x 2`` logits of the whole image from the pooled features of all cores."""
-        if self._pooled is None:
+        """``1 x 2`` logits of the whole image: the mean of the windows' logits."""
+        if not self._pooled:
             raise RuntimeError("no tile has passed the recognition head")
-        pooled = self._pooled if self.decoder.pool == "max" else self._pooled / self._count
-        return self.decoder.fc(pooled[None])
+        windows = sorted(self._pooled)
+        pooled = torch.stack([self._pooled[w] for w in windows], dim=1)
+        if self.decoder.pool == "mean":
+            pooled = pooled / torch.tensor([self._counts[w] for w in windows])
+        return self.decoder.logits_from_pooled(pooled[None])
 
 
 def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
@@ -307,7 +336,7 @@ def forward_tiled(
         crops = [padded[..., t.top : t.top + tile_h, t.left : t.left + tile_w] for t in batch]
         statistics.start_batch([t.core for t in batch])
         if recognition is not None:
-            recognition.start_batch([t.core for t in batch])
+            recognition.start_batch(batch)
         return model(torch.cat(crops))
 
     levels = _gate_levels(model) if settings.gate_statistics == "image" else []

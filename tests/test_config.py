@@ -73,6 +73,16 @@ def test_heads_must_divide_the_token_width():
         config_from_dict({"model": {"embed_dim": 30, "num_heads": 4}})
 
 
+def test_recognition_window_follows_the_training_crop():
+    with pytest.raises(
+        ConfigError, match=r"model\.recognition_window \(32\) must be data\.crop_size \(64\)"
+    ):
+        config_from_dict({"data": {"crop_size": 64}})
+    cfg = config_from_dict({"data": {"crop_size": 64}, "model": {"recognition_window": 64}})
+    assert cfg.model.recognition_window == 64
+    assert config_from_dict({"data": {"crop_size": 64}, "model": {"recognition_window": 0}})
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

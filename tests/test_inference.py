@@ -72,9 +72,12 @@ def test_tiles_start_on_the_size_multiple_and_their_cores_partition_the_image():
     assert covered.min() > 0
 
 
-@pytest.mark.parametrize(("statistics", "pool"), [("image", "max"), ("tile", "mean")])
-def test_tiled_pass_matches_the_whole_image_pass(statistics, pool):
-    model = restoring_model(recognition_pool=pool)
+@pytest.mark.parametrize(
+    ("statistics", "pool", "window"),
+    [("image", "max", 32), ("tile", "mean", 32), ("image", "max", 0), ("tile", "mean", 24)],
+)
+def test_tiled_pass_matches_the_whole_image_pass(statistics, pool, window):
+    model = restoring_model(recognition_pool=pool, recognition_window=window)
     image = smooth_image(200, 300)
     with torch.inference_mode():
         whole = model(image)

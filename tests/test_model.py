@@ -5,6 +5,7 @@ from torch import nn
 from smartassign.config import ModelConfig, Variant
 from smartassign.model import SmartAssign
 from smartassign.model.layers import WindowSelfAttention
+from smartassign.model.network import RecognitionDecoder
 
 TINY = {
     "channels": 8,
@@ -238,3 +239,34 @@ def test_torch_export_captures_the_network_despite_its_input_checks():
         torch.testing.assert_close(program.module()(image), model(image).derain)
     with pytest.raises(ValueError, match="NaN or infinite"):
         model(torch.full((1, 3, 40, 48), float("nan")))
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+def test_recognition_averages_the_logits_of_training_sized_windows(pool):
+    torch.manual_seed(0)
+    windowed = RecognitionDecoder(6, 4, pool, window=32)
+    whole = RecognitionDecoder(6, 4, pool, window=0)
+    whole.load_state_dict(windowed.state_dict())
+    crop = torch.rand(2, 6, 32, 32)
+    torch.testing.assert_close(windowed(crop), whole(crop))
+
+    image = torch.rand(2, 6, 64, 96)
+    features = windowed.convs(image)
+    blocks = features.unfold(2, 8, 8).unfold(3, 8, 8).flatten(-2)
+    pooled = blocks.amax(dim=-1) if pool == "max" else blocks.mean(dim=-1)
+    expected = windowed.fc(pooled.flatten(2).transpose(1, 2)).mean(dim=1)
+    torch.testing.assert_close(windowed(image), expected)
+    if pool == "max":  # a mean of equal windows' linear logits is the whole-image one
+        assert not torch.allclose(windowed(image), whole(image))
+
+
+def test_a_recognition_head_pickled_before_windows_pools_the_whole_image():
+    head = RecognitionDecoder(6, 4, "max", window=32)
+    state = head.__dict__.copy()
+    del state["window"], state["window_features"]
+    old = RecognitionDecoder.__new__(RecognitionDecoder)
+    old.__setstate__(state)
+    knowledge = torch.rand(1, 6, 64, 64)
+    whole = RecognitionDecoder(6, 4, "max", window=0)
+    whole.load_state_dict(head.state_dict())
+    torch.testing.assert_close(old(knowledge), whole(knowledge))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -215,9 +215,17 @@ class RecognitionDecoder(nn.Module):
     The paper does not name its global Pool. ``max`` is the default: streaks and flakes
     cover a small share of the pixels, and a mean over the image dilutes their response so
     much that the head stays at chance (README, "Training").
+
+    The head learns on training crops, where Pool covers one crop. On a larger image one
+    max over all pixels is a different statistic (it grows with the area), so with
+    ``window`` (pixels, the training crop side) Pool runs over each window of that side and
+    the logits are the mean of the windows' logits; a training crop is one window, so
+    training is unchanged. ``window`` 0 pools the whole image.
     """
 
-    def __init__(self, in_channels: int, hidden: int, pool: Literal["max", "mean"]) -> None:
+    def __init__(
+        self, in_channels: int, hidden: int, pool: Literal["max", "mean"], window: int = 0
+    ) -> None:
         super().__init__()
         self.pool = pool
         self.convs = nn.Sequential(
@@ -228,11 +236,34 @@ class RecognitionDecoder(nn.Module):
             nn.Conv2d(hidden, hidden, 3, padding=1),
         )
         self.fc = nn.Linear(hidden, 2)
+        self.window = window
+        # window side in feature-map pixels (0 = the whole map); fixed here so that
+        # torch.export does not trace the stride computation
+        self.window_features = max(1, round(window / self.feature_stride)) if window else 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Models pickled before windows existed pool the whole image, as they did."""
+        state.setdefault("window", 0)
+        state.setdefault("window_features", 0)
+        super().__setstate__(state)
 
     def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
-        features = self.convs(knowledge)
-        pooled = features.amax(dim=(2, 3)) if self.pool == "max" else features.mean(dim=(2, 3))
-        return self.fc(pooled)
+        return self.logits_from_pooled(self.pool_windows(self.convs(knowledge)))
+
+    def pool_windows(self, features: torch.Tensor) -> torch.Tensor:
+        """``B x C x H x W`` features -> ``B x C x h x w`` pooled windows (border ones partial)."""
+        side = self.window_features
+        if not side:
+            reduce = torch.amax if self.pool == "max" else torch.mean
+            return reduce(features, dim=(2, 3), keepdim=True)
+        kernel = (min(side, features.shape[-2]), min(side, features.shape[-1]))
+        if self.pool == "max":
+            return F.max_pool2d(features, kernel, kernel, ceil_mode=True)
+        return F.avg_pool2d(features, kernel, kernel, ceil_mode=True, count_include_pad=False)
+
+    def logits_from_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Mean over the windows of ``FC(window)``: ``B x 2``."""
+        return self.fc(pooled.flatten(2).transpose(1, 2)).mean(dim=1)
 
     @property
     def feature_stride(self) -> int:
@@ -287,7 +318,10 @@ class SmartAssign(nn.Module):
                 )
         self.recognition = (
             RecognitionDecoder(
-                self._width(self.routing.recognition), cfg.decoder_hidden, cfg.recognition_pool
+                self._width(self.routing.recognition),
+                cfg.decoder_hidden,
+                cfg.recognition_pool,
+                cfg.recognition_window,
             )
             if self.routing.recognition is not None
             else None
