@@ -28,13 +28,23 @@ def save_model_dir(model: SmartAssign, directory: Path, config_text: str) -> Non
     (directory / CONFIG_FILE).write_text(config_text)
 
 
+def _with_recognition_window(tree: object) -> object:
+    """A saved config from before ``model.recognition_window``: windows of its crop size."""
+    if isinstance(tree, dict):
+        model, data = tree.get("model"), tree.get("data")
+        if isinstance(model, dict) and isinstance(data, dict) and "crop_size" in data:
+            model.setdefault("recognition_window", data["crop_size"])
+    return tree
+
+
 def _from_directory(directory: Path) -> SmartAssign:
     from smartassign.engine.checkpoint import STATE_FILE, inference_weights, load_state
 
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}; not a SmartAssign model folder")
-    cfg = config_from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
+    tree = yaml.safe_load(config_path.read_text())
+    cfg = config_from_dict(_with_recognition_window(tree), source=str(config_path))
     model = SmartAssign.from_config(cfg)
     if (directory / MODEL_FILE).is_file():
         weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)

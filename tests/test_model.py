@@ -270,3 +270,16 @@ def test_a_recognition_head_pickled_before_windows_pools_the_whole_image():
     whole = RecognitionDecoder(6, 4, "max", window=0)
     whole.load_state_dict(head.state_dict())
     torch.testing.assert_close(old(knowledge), whole(knowledge))
+
+
+def test_a_model_folder_saved_before_recognition_windows_uses_its_crop_size(tmp_path):
+    import yaml
+
+    from smartassign.config import config_from_dict
+    from smartassign.model_io import load_model, save_model_dir
+
+    cfg = config_from_dict({"model": {**TINY, "recognition_window": 64}, "data": {"crop_size": 64}})
+    tree = cfg.to_dict()
+    del tree["model"]["recognition_window"]
+    save_model_dir(SmartAssign.from_config(cfg), tmp_path, yaml.safe_dump(tree))
+    assert load_model(tmp_path).recognition.window == 64
