@@ -220,7 +220,7 @@ class RecognitionDecoder(nn.Module):
     max over all pixels is a different statistic (it grows with the area), so with
     ``window`` (pixels, the training crop side) Pool runs over each window of that side and
     the logits are the mean of the windows' logits; a training crop is one window, so
-    training is unchanged. ``window`` 0 pools the whole image.
+    training computes the same logits. ``window`` 0 pools the whole image.
     """
 
     def __init__(
