@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -20,32 +21,50 @@ import time
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from smartassign.config import load_config
 from smartassign.data.dataset import build_dataloader
 from smartassign.engine.checkpoint import load_state
 from smartassign.engine.run import fit
+from smartassign.engine.schedule import LearningRateSchedule
 from smartassign.losses import SmartAssignLoss
 from smartassign.model import SmartAssign
 
 
 def plain_epochs(cfg, epochs: int) -> list[float]:
-    """Epoch times of the training steps of the worker loop, without Ray."""
+    """Epoch times of the worker loop's training steps, without Ray.
+
+    Each step does what the worker's does: the forward pass routed by task (each decoder
+    on its own task's samples), the loss, clipping, the learning-rate schedule and the EMA.
+    """
     torch.manual_seed(cfg.train.seed)
     model = SmartAssign.from_config(cfg)
     criterion = SmartAssignLoss(cfg.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     loader = build_dataloader(cfg, "train")
+    schedule = LearningRateSchedule(optimizer, cfg.train, epochs * len(loader))
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
+        if cfg.train.ema_decay > 0
+        else None
+    )
     times = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         for batch in loader:
+            task = batch["task"].view(-1)
             optimizer.zero_grad(set_to_none=True)
-            terms = criterion(model(batch["input"]), batch["input"], batch["target"], batch["task"])
+            output = model(batch["input"], task)
+            terms = criterion(output, batch["input"], batch["target"], task)
             terms.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or math.inf)
+            terms.as_floats()
             optimizer.step()
+            schedule.after_step()
+            if ema is not None:
+                ema.update_parameters(model)
         times.append(time.perf_counter() - start)
     return times
 
