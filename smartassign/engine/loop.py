@@ -128,8 +128,12 @@ def _session(loop_config: dict[str, Any]) -> Any:
     return session
 
 
-class _Run:
-    """State of one worker: model, optimiser, schedule, progress."""
+class WorkerRun:
+    """State of one training worker: model, optimiser, schedule, progress.
+
+    ``loop_config["session"]`` replaces ``ray.train`` where the loop runs in-process (Tune
+    trials, the training benchmark).
+    """
 
     def __init__(self, cfg: Config, loop_config: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -350,7 +354,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """
     _quiet_report_lines()
     cfg = config_from_dict(loop_config["config"])
-    run = _Run(cfg, loop_config)
+    run = WorkerRun(cfg, loop_config)
     run.catch_up_logging()
     for epoch in range(run.progress.epoch, cfg.train.epochs):
         start = time.perf_counter()
