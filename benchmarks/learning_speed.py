@@ -6,78 +6,58 @@
 Each setting is params.yaml plus a JSON object of dotted overrides, e.g.
 ``--setting 'paper recognition weight={"loss.recog_weight": 1.0}'``. Without ``--setting``
 it compares the shipped params with the paper's recognition weight (Eq. 19, weight 1).
-Settings train in parallel, one process and one torch thread each, in-process (no Ray):
-the same model, loss, optimiser, schedule and data as the training loop, on the prepared
-data of ``data.root`` (run ``smartassign prepare`` first). Every ``--every`` steps each
-setting's model restores the validation split and the mean PSNR-Y gain over the degraded
-input is recorded per task, with the recognition accuracy. Prints and writes JSON.
+Settings train in parallel, one process and one torch thread each, without Ray: the
+training worker loop itself (model, loss, optimiser, schedule, EMA, data) in epochs of
+``--every`` steps, on the prepared data of ``data.root`` (run ``smartassign prepare``
+first). After each such epoch the model the loop validates (the EMA weights when
+``train.ema_decay`` > 0) restores the validation split and the mean PSNR-Y gain over the
+degraded input is recorded per task, with the recognition accuracy. Prints and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import multiprocessing
 import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from smartassign.config import Config, load_config
 from smartassign.data import TASKS
-from smartassign.data.dataset import build_dataloader
-from smartassign.engine.schedule import LearningRateSchedule
-from smartassign.engine.validation import validate
-from smartassign.losses import SmartAssignLoss
-from smartassign.model import SmartAssign
+from smartassign.engine.loop import LocalSession, WorkerRun
 
 DEFAULT_SETTINGS = {"shipped params": {}, "paper recognition weight": {"loss.recog_weight": 1.0}}
 
 
-def _batches(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, Any]]:
-    epoch = 0
-    while True:
-        loader.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
 def _run(args: tuple[Config, int, int]) -> list[dict[str, float]]:
+    """One setting: the worker loop in this process, one torch thread, epochs of ``every``
+    steps, so each epoch's validation (of the EMA weights, when on) is one point."""
     cfg, steps, every = args
-    torch.set_num_threads(1)
-    torch.manual_seed(cfg.train.seed)
-    train = build_dataloader(cfg, "train")
-    val = build_dataloader(cfg, "val")
-    model = SmartAssign.from_config(cfg)
-    criterion = SmartAssignLoss(cfg.loss)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], cfg.train.lr)
-    schedule = LearningRateSchedule(optimizer, cfg.train, steps)
+    cfg = cfg.override(
+        {
+            "train.epochs": steps // every,
+            "data.samples_per_epoch": every * cfg.train.batch_size,
+            "train.resources_per_worker": {"CPU": 1},
+            "train.checkpoint_every_steps": 0,
+        }
+    )
+    run = WorkerRun(cfg, {"session": LocalSession()})
     points = []
     start = time.perf_counter()
-    for step, batch in enumerate(itertools.islice(_batches(train), steps), start=1):
-        task = batch["task"].view(-1)
-        terms = criterion(model(batch["input"]), batch["input"], batch["target"], task)
-        optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
-        schedule.after_step()
-        if step % every == 0 or step == steps:
-            metrics = validate(model, val, torch.device("cpu"))
-            point = {"step": step, "seconds": round(time.perf_counter() - start, 1)}
-            for name in TASKS:
-                gain = metrics[f"val/{name}/psnr_y"] - metrics[f"val/{name}/input_psnr_y"]
-                point[f"{name}_gain_db"] = round(gain, 2)
-            point["recognition_acc"] = round(metrics.get("val/recognition_acc", float("nan")), 3)
-            points.append(point)
-            print(json.dumps({"pid": os.getpid(), **point}), flush=True)
+    for epoch in range(cfg.train.epochs):
+        metrics = run.end_epoch(run.run_epoch(epoch), time.perf_counter() - start)
+        point = {"step": run.progress.global_step, "seconds": round(time.perf_counter() - start, 1)}
+        for name in TASKS:
+            gain = metrics[f"val/{name}/psnr_y"] - metrics[f"val/{name}/input_psnr_y"]
+            point[f"{name}_gain_db"] = round(gain, 2)
+        point["recognition_acc"] = round(metrics.get("val/recognition_acc", float("nan")), 3)
+        points.append(point)
+        print(json.dumps({"pid": os.getpid(), **point}), flush=True)
     return points
 
 
@@ -91,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="benchmarks/results/learning_speed.json")
     args = parser.parse_args(argv)
+    if args.every < 1 or args.steps < args.every or args.steps % args.every:
+        parser.error(
+            f"--steps ({args.steps}) must be a positive multiple of --every ({args.every})"
+        )
     settings = dict(DEFAULT_SETTINGS)
     if args.setting:
         settings = {}

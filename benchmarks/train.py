@@ -24,27 +24,8 @@ import torch
 
 from smartassign.config import load_config
 from smartassign.engine.checkpoint import load_state
-from smartassign.engine.loop import WorkerRun
+from smartassign.engine.loop import LocalSession, WorkerRun
 from smartassign.engine.run import fit
-
-
-class _NoReports:
-    """In place of ``ray.train`` for :class:`WorkerRun`: one process, no checkpoint, no reports."""
-
-    def get_context(self) -> _NoReports:
-        return self
-
-    def get_world_rank(self) -> int:
-        return 0
-
-    def get_world_size(self) -> int:
-        return 1
-
-    def get_checkpoint(self) -> None:
-        return None
-
-    def report(self, metrics: dict, checkpoint: object = None) -> None:
-        return None
 
 
 def plain_epochs(cfg, epochs: int) -> tuple[list[float], int]:
@@ -52,7 +33,7 @@ def plain_epochs(cfg, epochs: int) -> tuple[list[float], int]:
 
     Each epoch ends as in the worker (validation, schedule, progress), outside the timing.
     """
-    run = WorkerRun(cfg, {"session": _NoReports()})
+    run = WorkerRun(cfg, {"session": LocalSession()})
     times = []
     for epoch in range(epochs):
         start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import sys
@@ -17,18 +17,16 @@ from tests.engine_fixtures import TINY_BATCH
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The script as a module; on ``sys.path`` so spawned pool workers can import it too."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 def test_training_benchmark_times_the_worker_epochs_with_and_without_ray(
     ray_session, tiny_config_file, tmp_path, monkeypatch
 ):
-    bench = _load("train")
+    bench = _load("train", monkeypatch)
     out = tmp_path / "train.json"
     params = tiny_config_file("bench")
     argv = ["train.py", "--params", str(params), "--samples", "16", "--epochs", "2"]
@@ -46,3 +44,18 @@ def test_training_benchmark_times_the_worker_epochs_with_and_without_ray(
     assert report["ray_epoch_s"] > 0
     ratio = report["ray_epoch_s"] / report["plain_epoch_s"]
     assert report["ray_overhead_ratio"] == pytest.approx(ratio, rel=0.01)
+
+
+def test_learning_speed_benchmark_records_a_point_per_epoch_of_the_worker_loop(
+    tiny_config_file, tmp_path, monkeypatch
+):
+    bench = _load("learning_speed", monkeypatch)
+    out = tmp_path / "learning_speed.json"
+    params = str(tiny_config_file("speed"))
+    argv = ["--params", params, "--steps", "4", "--every", "2", "--setting", "tiny={}"]
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    curve = json.loads(out.read_text())["settings"]["tiny"]["curve"]
+    assert [point["step"] for point in curve] == [2, 4]
+    assert all(math.isfinite(point["rain_gain_db"]) for point in curve)
+    with pytest.raises(SystemExit):
+        bench.main(["--params", params, "--steps", "3", "--every", "2"])

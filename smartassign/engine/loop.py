@@ -118,6 +118,26 @@ def _broadcast(value: Any, world_size: int) -> Any:
     return box[0]
 
 
+class LocalSession:
+    """Stands in for ``ray.train`` where the loop runs alone in this process without Ray
+    (the benchmarks): rank 0 of 1, no checkpoint to resume from, reports dropped."""
+
+    def get_context(self) -> LocalSession:
+        return self
+
+    def get_world_rank(self) -> int:
+        return 0
+
+    def get_world_size(self) -> int:
+        return 1
+
+    def get_checkpoint(self) -> None:
+        return None
+
+    def report(self, metrics: dict[str, Any], checkpoint: object = None) -> None:
+        return None
+
+
 def _session(loop_config: dict[str, Any]) -> Any:
     """Where the loop reports: ``ray.train``, or ``loop_config["session"]`` when a Ray Tune
     trial runs the loop in-process (an object with the same ``get_context``,
