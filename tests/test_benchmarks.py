@@ -59,3 +59,17 @@ def test_learning_speed_benchmark_records_a_point_per_epoch_of_the_worker_loop(
     assert all(math.isfinite(point["rain_gain_db"]) for point in curve)
     with pytest.raises(SystemExit):
         bench.main(["--params", params, "--steps", "3", "--every", "2"])
+
+
+def test_data_loader_benchmark_reads_the_prepared_pairs(
+    tiny_config_file, tiny_data, tmp_path, monkeypatch
+):
+    bench = _load("data_loader", monkeypatch)
+    out = tmp_path / "data_loader.json"
+    argv = ["--params", str(tiny_config_file("loader")), "--data-root", str(tiny_data)]
+    argv += ["--crop", "32", "--workers", "0", "--samples", "8", "--repeats", "2"]
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["prepare_s"] is None  # the prepared tiny data was used, not a new one
+    assert len(report["pass_s"]) == 2
+    assert report["samples_per_s"] > 0
