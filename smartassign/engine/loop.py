@@ -152,7 +152,7 @@ class WorkerRun:
     """State of one training worker: model, optimiser, schedule, progress.
 
     ``loop_config["session"]`` replaces ``ray.train`` where the loop runs in-process (Tune
-    trials, the training benchmark).
+    trials, the benchmarks).
     """
 
     def __init__(self, cfg: Config, loop_config: dict[str, Any]) -> None:

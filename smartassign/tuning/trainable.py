@@ -17,7 +17,7 @@ from ray import tune
 
 from smartassign.config import Config, TuneConfig, config_from_dict
 from smartassign.engine import tracking
-from smartassign.engine.loop import NonFiniteLossError, train_loop_per_worker
+from smartassign.engine.loop import LocalSession, NonFiniteLossError, train_loop_per_worker
 from smartassign.tuning import runs
 
 if TYPE_CHECKING:
@@ -61,19 +61,9 @@ def trial_config(base: Config, sampled: Mapping[str, Any]) -> Config:
     )
 
 
-class _SingleProcess:
-    """Worker context of a trial: one process, rank 0 (Tune has no worker ranks)."""
-
-    def get_world_rank(self) -> int:
-        return 0
-
-    def get_world_size(self) -> int:
-        return 1
-
-
-class TuneSession:
+class TuneSession(LocalSession):
     """What the worker loop uses of ``ray.train`` (``get_context``, ``get_checkpoint``,
-    ``report``, ``Checkpoint``), backed by Ray Tune.
+    ``report``, ``Checkpoint``), backed by Ray Tune; a trial is one process, rank 0.
 
     Each report gets the sweep objective added (unless ``tune_cfg`` is ``None``, as in the
     ablation study), and is logged to the trial's MLflow run *before* it goes to Tune:
@@ -89,9 +79,6 @@ class TuneSession:
         self.tune_cfg = tune_cfg
         self.mlflow = mlflow_client
         self.run_id = run_id
-
-    def get_context(self) -> _SingleProcess:
-        return _SingleProcess()
 
     def get_checkpoint(self) -> tune.Checkpoint | None:
         return tune.get_checkpoint()
