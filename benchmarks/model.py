@@ -1,11 +1,14 @@
 """Speed and memory of the SmartAssign network; writes JSON.
 
     python benchmarks/model.py [--params params.yaml] [--device auto|cpu|cuda] [--out PATH]
+                               [--forward-sizes 256 512] [--train-batches 4x128 64x32]
 
 Measures parameters, MACs at 256x256, forward latency at 256x256 and 512x512 (batch 1,
-no grad), and one training step as the training loop runs it (forward with each decoder on
-its own task's samples, the full Eq. 19 loss, backward, Adam) at batch 4 of 128x128 crops
-and at the shipped batch of 64 crops of 32x32. Each measurement runs in a fresh process,
+no grad), and one training step exactly as training takes it (``Optimisation.step`` of
+``smartassign.engine.step``: each decoder on its own task's samples, the full Eq. 19 loss,
+backward, clipping, Adam, schedule, EMA; autocast as ``train.amp`` says on a GPU) at batch
+4 of 128x128 crops and at the shipped batch of 64 crops of 32x32. Each measurement runs in
+a fresh process,
 so the reported peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA) belongs to that
 measurement alone.
 Times are medians over ``--repeats`` runs after warm-up.
@@ -27,7 +30,8 @@ from typing import Any
 import torch
 
 from smartassign.config import load_config
-from smartassign.losses import SmartAssignLoss
+from smartassign.engine.devices import autocast_dtype
+from smartassign.engine.step import Optimisation
 from smartassign.model import SmartAssign
 from smartassign.model.summary import summarize
 
@@ -74,18 +78,15 @@ def _measure(task: str, params: str, device_name: str, repeats: int, threads: in
         times = _timed(step, device, warmup=2, repeats=repeats)
     else:
         model.train()
-        criterion = SmartAssignLoss(cfg.loss).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+        amp_dtype = autocast_dtype(device.type, cfg.train.amp, cfg.train.amp_dtype)
+        optimisation = Optimisation.from_config(cfg, model, device, amp_dtype, total_steps=1000)
         batch, size = map(int, task.removeprefix("train").split("x"))
         degraded = torch.rand(batch, 3, size, size, device=device)
         target = torch.rand(batch, 3, size, size, device=device)
         task_labels = torch.arange(batch, device=device) % 2
 
         def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            terms = criterion(model(degraded, task_labels), degraded, target, task_labels)
-            terms.total.backward()
-            optimizer.step()
+            optimisation.step(degraded, target, task_labels, optimisation.scheduler.step)
 
         times = _timed(step, device, warmup=2, repeats=repeats)
     return {
@@ -103,14 +104,41 @@ def _in_fresh_process(*args: Any) -> dict:
         return pool.apply(_measure, args)
 
 
-def main() -> None:
+def _batch_shape(text: str) -> tuple[int, int]:
+    """``BxS`` (batch of B crops of SxS pixels) from the command line."""
+    try:
+        batch, size = (int(part) for part in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not BxS, e.g. 64x32") from None
+    if batch < 1 or size < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: batch and size must be positive")
+    return batch, size
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default="benchmarks/results/model.json")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--forward-sizes",
+        type=int,
+        nargs="+",
+        default=[256, 512],
+        metavar="SIDE",
+        help="square image sides of the forward measurements (batch 1, no grad)",
+    )
+    parser.add_argument(
+        "--train-batches",
+        type=_batch_shape,
+        nargs="+",
+        default=[(4, 128), (64, 32)],
+        metavar="BxS",
+        help="training steps to time: B crops of SxS pixels",
+    )
+    args = parser.parse_args(argv)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -131,19 +159,17 @@ def main() -> None:
         "torch": torch.__version__,
         "python": sys.version.split()[0],
     }
-    for task, label in (
-        ("forward256", "forward_256"),
-        ("forward512", "forward_512"),
-        ("train4x128", "train_step_b4_128"),
-        ("train64x32", "train_step_b64_32"),
-    ):
+    tasks = [(f"forward{side}", f"forward_{side}") for side in args.forward_sizes]
+    tasks += [(f"train{b}x{s}", f"train_step_b{b}_{s}") for b, s in args.train_batches]
+    for task, label in tasks:
         result[label] = _in_fresh_process(task, args.params, device, args.repeats, args.threads)
         print(f"{label}: {result[label]}", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

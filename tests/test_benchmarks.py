@@ -73,3 +73,23 @@ def test_data_loader_benchmark_reads_the_prepared_pairs(
     assert report["prepare_s"] is None  # the prepared tiny data was used, not a new one
     assert len(report["pass_s"]) == 2
     assert report["samples_per_s"] > 0
+
+
+def test_model_benchmark_times_the_training_step_of_the_loop(
+    tiny_config_file, tmp_path, monkeypatch
+):
+    bench = _load("model", monkeypatch)
+    out = tmp_path / "model.json"
+    argv = ["--params", str(tiny_config_file("model")), "--device", "cpu", "--repeats", "2"]
+    argv += ["--threads", "1", "--forward-sizes", "32", "--train-batches", "2x32"]
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["parameters"] > 0
+    for label in ("forward_32", "train_step_b2_32"):
+        timing = report[label]
+        assert timing["repeats"] == 2
+        assert 0 < timing["min_s"] <= timing["median_s"] <= timing["max_s"]
+        assert timing["peak_memory_mb"] > 0
+    assert "forward_256" not in report
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--train-batches", "2by32"])

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from smartassign.engine import tracking
-from smartassign.engine.loop import NonFiniteLossError, _progress, _ReportLineFilter
+from smartassign.engine.loop import _progress, _ReportLineFilter
 from smartassign.engine.run import fit, train
+from smartassign.engine.step import NonFiniteLossError
 
 from .engine_fixtures import steps_per_epoch
 

@@ -21,7 +21,8 @@ from smartassign.ablation.arms import arm_named, run_config
 from smartassign.config import config_from_dict
 from smartassign.engine import tracking
 from smartassign.engine.devices import worker_device
-from smartassign.engine.loop import NonFiniteLossError, train_loop_per_worker
+from smartassign.engine.loop import train_loop_per_worker
+from smartassign.engine.step import NonFiniteLossError
 from smartassign.evaluation import evaluate
 from smartassign.model_io import load_model
 from smartassign.tuning import runs

@@ -1,8 +1,9 @@
 """The per-worker training loop run by ``ray.train.torch.TorchTrainer``.
 
 Each worker builds the model, wraps it for DDP (``prepare_model``) when there are several
-workers, draws its own share of training crops, and optimises Eq. 19 with Adam, gradient
-clipping, optional bf16/fp16 autocast and optional EMA weights. Every epoch (and every
+workers, draws its own share of training crops, and optimises Eq. 19 step by step
+(``smartassign.engine.step``: Adam, gradient clipping, optional bf16/fp16 autocast and EMA
+weights). Every epoch (and every
 ``train.checkpoint_every_steps`` steps) rank 0 writes a checkpoint and every rank reports
 it to Ray, so a restarted worker group resumes from the latest one. Rank 0 validates and
 logs to MLflow; each epoch's metrics are logged exactly once, also across restarts.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import random
 import sys
 import tempfile
@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from smartassign.config import Config, config_from_dict
 from smartassign.data.dataset import build_dataloader
@@ -33,10 +32,10 @@ from smartassign.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from smartassign.engine.devices import autocast, autocast_dtype, worker_device
-from smartassign.engine.schedule import LearningRateSchedule
+from smartassign.engine.devices import autocast_dtype, worker_device
+from smartassign.engine.step import NonFiniteLossError, Optimisation
 from smartassign.engine.validation import validate
-from smartassign.losses import SmartAssignLoss, select_restoration
+from smartassign.losses import select_restoration
 from smartassign.model import SmartAssign
 
 
@@ -74,10 +73,6 @@ def _uint8(image: torch.Tensor) -> np.ndarray:
     """First image of a ``B x 3 x H x W`` batch in [0, 1] as ``H x W x 3`` uint8."""
     pixels = image[0].detach().float().clamp(0, 1).mul(255).round().byte()
     return pixels.permute(1, 2, 0).cpu().numpy()
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term or the gradient norm became NaN or infinite."""
 
 
 class InjectedFault(RuntimeError):
@@ -169,34 +164,22 @@ class WorkerRun:
             # a worker's CPU share, not what the process inherited, sets torch's threads
             torch.set_num_threads(max(1, int(cfg.train.resources_per_worker.get("CPU", 1))))
 
-        self.model = SmartAssign.from_config(cfg).to(self.device)
+        model = SmartAssign.from_config(cfg).to(self.device)
         if loop_config.get("backbone") is not None:  # K1 / K2: a trained V6's encoder + GKFMs
-            self.model.load_backbone(loop_config["backbone"])
-        self.criterion = SmartAssignLoss(cfg.loss).to(self.device)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=cfg.train.lr)
+            model.load_backbone(loop_config["backbone"])
         self.train_loader = build_dataloader(
             cfg, "train", rank=self.rank, num_replicas=self.world_size
         )
-        self.scheduler = LearningRateSchedule(
-            self.optimizer, cfg.train, cfg.train.epochs * len(self.train_loader)
-        )
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype is torch.float16
-        )
-        self.ema = (
-            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
-            if cfg.train.ema_decay > 0
-            else None
+        self.opt = Optimisation.from_config(
+            cfg, model, self.device, self.amp_dtype, cfg.train.epochs * len(self.train_loader)
         )
         self.val_loader = build_dataloader(cfg, "val") if self.rank == 0 else None
         self.progress = Progress()
         self._resume()
-        self.net = self.model
         if self.world_size > 1:
             import ray.train.torch
 
-            self.net = ray.train.torch.prepare_model(self.model, move_to_device=False)
+            self.opt.net = ray.train.torch.prepare_model(model, move_to_device=False)
         self.mlflow = (
             tracking.client(loop_config["tracking_uri"])
             if self.rank == 0 and loop_config.get("mlflow_run_id")
@@ -209,12 +192,12 @@ class WorkerRun:
             return
         with checkpoint.as_directory() as directory:
             state = load_state(Path(directory))
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.opt.model.load_state_dict(state["model"])
+        if self.opt.ema is not None and state["ema"] is not None:
+            self.opt.ema.load_state_dict(state["ema"])
+        self.opt.optimizer.load_state_dict(state["optimizer"])
+        self.opt.scheduler.load_state_dict(state["scheduler"])
+        self.opt.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
         self.progress.resumes += 1
         restore_rng_state(state["rng"])
@@ -223,10 +206,6 @@ class WorkerRun:
                 f"resumed from checkpoint: epoch {self.progress.epoch}, "
                 f"step {self.progress.global_step}"
             )
-
-    @property
-    def eval_model(self) -> SmartAssign:
-        return self.ema.module if self.ema is not None else self.model
 
     def report(self, metrics: dict[str, Any]) -> None:
         """Every rank reports; rank 0 attaches a checkpoint of the current state."""
@@ -243,41 +222,14 @@ class WorkerRun:
                 Path(directory),
                 cfg=self.cfg,
                 progress=self.progress,
-                model=self.model,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                scaler=self.scaler,
-                ema=self.ema,
+                model=self.opt.model,
+                optimizer=self.opt.optimizer,
+                scheduler=self.opt.scheduler,
+                scaler=self.opt.scaler,
+                ema=self.opt.ema,
             )
             checkpoint = self.session.Checkpoint.from_directory(directory)
             self.session.report(metrics, checkpoint=checkpoint)
-
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        degraded = batch["input"].to(self.device, non_blocking=True)
-        target = batch["target"].to(self.device, non_blocking=True)
-        task = batch["task"].to(self.device, non_blocking=True).view(-1)
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.amp_dtype):
-            output = self.net(degraded, task)
-        terms = self.criterion(output, degraded, target, task)
-        self.scaler.scale(terms.total).backward()
-        self.scaler.unscale_(self.optimizer)
-        clip = self.cfg.train.grad_clip or math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        values = terms.as_floats()
-        bad = [n for n, v in values.items() if n != "total" and not math.isfinite(v)]
-        if bad or not math.isfinite(values["total"]) or not math.isfinite(float(grad_norm)):
-            where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
-            raise NonFiniteLossError(
-                f"step {self.progress.global_step}: {where} is not finite "
-                f"({values}); the last good checkpoint is kept"
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.after_step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return values
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
@@ -287,7 +239,13 @@ class WorkerRun:
         batches = itertools.islice(iter(self.train_loader), self.progress.step_in_epoch, None)
         for batch in batches:
             _maybe_inject_fault(self.loop_config.get("fault"), self.progress.global_step, batch)
-            for name, value in self.train_step(batch).items():
+            values = self.opt.step(
+                batch["input"].to(self.device, non_blocking=True),
+                batch["target"].to(self.device, non_blocking=True),
+                batch["task"].to(self.device, non_blocking=True).view(-1),
+                self.progress.global_step,
+            )
+            for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             done += 1
             self.progress.step_in_epoch += 1
@@ -300,13 +258,13 @@ class WorkerRun:
     def end_epoch(self, train_metrics: dict[str, float], seconds: float) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.rank == 0:
-            metrics = validate(self.eval_model, self.val_loader, self.device, self.amp_dtype)
+            metrics = validate(self.opt.eval_model, self.val_loader, self.device, self.amp_dtype)
             metrics.update(train_metrics)
-            metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+            metrics["train/lr"] = self.opt.optimizer.param_groups[0]["lr"]
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
         monitored = metrics[self.cfg.train.monitor]
-        self.scheduler.after_epoch(monitored)
+        self.opt.scheduler.after_epoch(monitored)
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)
@@ -330,7 +288,7 @@ class WorkerRun:
             return
         import matplotlib.pyplot as plt
 
-        model = self.eval_model.eval()
+        model = self.opt.eval_model.eval()
         rows, gate_sums, taken = [], {}, {0: 0, 1: 0}
         for batch in self.val_loader:
             task = batch["task"].view(-1)

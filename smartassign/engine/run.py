@@ -25,7 +25,8 @@ from smartassign.config import Config, ConfigError
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import inference_weights, load_state
 from smartassign.engine.devices import BACKENDS, check_device
-from smartassign.engine.loop import NonFiniteLossError, train_loop_per_worker
+from smartassign.engine.loop import train_loop_per_worker
+from smartassign.engine.step import NonFiniteLossError
 from smartassign.model import SmartAssign
 from smartassign.model_io import save_model_dir
 

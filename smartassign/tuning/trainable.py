@@ -17,7 +17,8 @@ from ray import tune
 
 from smartassign.config import Config, TuneConfig, config_from_dict
 from smartassign.engine import tracking
-from smartassign.engine.loop import LocalSession, NonFiniteLossError, train_loop_per_worker
+from smartassign.engine.loop import LocalSession, train_loop_per_worker
+from smartassign.engine.step import NonFiniteLossError
 from smartassign.tuning import runs
 
 if TYPE_CHECKING:

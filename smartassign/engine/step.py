@@ -1,0 +1,111 @@
+"""One optimisation step of the total loss (Eq. 19), as every training run takes it.
+
+The Ray Train worker loop, Tune trials, ablation runs and the benchmarks all step through
+``Optimisation.step``: forward with each decoder on its own task's samples (optionally under
+bf16/fp16 autocast), Eq. 19, backward (through a GradScaler for float16), gradient
+clipping, a finiteness check, Adam, the learning-rate schedule and the EMA of the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from smartassign.config import Config
+from smartassign.engine.devices import autocast
+from smartassign.engine.schedule import LearningRateSchedule
+from smartassign.losses import SmartAssignLoss
+from smartassign.model import SmartAssign
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term or the gradient norm became NaN or infinite."""
+
+
+@dataclass
+class Optimisation:
+    """The model and everything that updates it; each part's ``state_dict`` is checkpointed.
+
+    ``net`` is what the forward pass calls: ``model`` itself, or its DDP wrapper when
+    several workers train together.
+    """
+
+    model: SmartAssign
+    net: nn.Module
+    criterion: SmartAssignLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: LearningRateSchedule
+    scaler: torch.amp.GradScaler
+    ema: AveragedModel | None
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    grad_clip: float
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        model: SmartAssign,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        total_steps: int,
+    ) -> Optimisation:
+        """Adam over the trainable parameters (frozen K1 / K2 backbones stay out), the
+        ``train.lr_schedule`` over ``total_steps`` steps, and an EMA when
+        ``train.ema_decay`` > 0."""
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=cfg.train.lr)
+        ema = (
+            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
+            if cfg.train.ema_decay > 0
+            else None
+        )
+        return cls(
+            model=model,
+            net=model,
+            criterion=SmartAssignLoss(cfg.loss).to(device),
+            optimizer=optimizer,
+            scheduler=LearningRateSchedule(optimizer, cfg.train, total_steps),
+            scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16),
+            ema=ema,
+            device=device,
+            amp_dtype=amp_dtype,
+            grad_clip=cfg.train.grad_clip,
+        )
+
+    @property
+    def eval_model(self) -> SmartAssign:
+        """The weights validated and exported: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def step(
+        self, degraded: torch.Tensor, target: torch.Tensor, task: torch.Tensor, index: int
+    ) -> dict[str, float]:
+        """One optimiser step on a batch (``task``: 0 rain, 1 snow per sample); returns the
+        loss terms. Raises ``NonFiniteLossError`` naming step ``index`` before the weights
+        change when a term or the gradient norm is not finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp_dtype):
+            output = self.net(degraded, task)
+        terms = self.criterion(output, degraded, target, task)
+        self.scaler.scale(terms.total).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.grad_clip or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        values = terms.as_floats()
+        bad = [n for n, v in values.items() if n != "total" and not math.isfinite(v)]
+        if bad or not math.isfinite(values["total"]) or not math.isfinite(float(grad_norm)):
+            where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
+            raise NonFiniteLossError(
+                f"step {index}: {where} is not finite ({values}); the last good checkpoint is kept"
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.after_step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return values
