@@ -60,27 +60,12 @@ class Progress:
 
 
 def save_checkpoint(
-    directory: Path,
-    *,
-    cfg: Config,
-    progress: Progress,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    ema: torch.nn.Module | None,
+    directory: Path, *, cfg: Config, progress: Progress, parts: dict[str, Any]
 ) -> Path:
-    """Write a checkpoint directory (created if needed) and return it."""
+    """Write a checkpoint directory (created if needed) and return it; ``parts`` are the
+    training state dicts (``Optimisation.state_dicts``)."""
     directory.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": model.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "progress": progress.__dict__,
-        "rng": rng_state(),
-    }
+    state = {**parts, "progress": progress.__dict__, "rng": rng_state()}
     torch.save(state, directory / STATE_FILE)
     (directory / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return directory

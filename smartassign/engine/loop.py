@@ -170,7 +170,7 @@ class WorkerRun:
         self.train_loader = build_dataloader(
             cfg, "train", rank=self.rank, num_replicas=self.world_size
         )
-        self.opt = Optimisation.from_config(
+        self.optimisation = Optimisation.from_config(
             cfg, model, self.device, self.amp_dtype, cfg.train.epochs * len(self.train_loader)
         )
         self.val_loader = build_dataloader(cfg, "val") if self.rank == 0 else None
@@ -179,7 +179,7 @@ class WorkerRun:
         if self.world_size > 1:
             import ray.train.torch
 
-            self.opt.net = ray.train.torch.prepare_model(model, move_to_device=False)
+            self.optimisation.net = ray.train.torch.prepare_model(model, move_to_device=False)
         self.mlflow = (
             tracking.client(loop_config["tracking_uri"])
             if self.rank == 0 and loop_config.get("mlflow_run_id")
@@ -192,12 +192,7 @@ class WorkerRun:
             return
         with checkpoint.as_directory() as directory:
             state = load_state(Path(directory))
-        self.opt.model.load_state_dict(state["model"])
-        if self.opt.ema is not None and state["ema"] is not None:
-            self.opt.ema.load_state_dict(state["ema"])
-        self.opt.optimizer.load_state_dict(state["optimizer"])
-        self.opt.scheduler.load_state_dict(state["scheduler"])
-        self.opt.scaler.load_state_dict(state["scaler"])
+        self.optimisation.load_state_dicts(state)
         self.progress = Progress(**state["progress"])
         self.progress.resumes += 1
         restore_rng_state(state["rng"])
@@ -222,11 +217,7 @@ class WorkerRun:
                 Path(directory),
                 cfg=self.cfg,
                 progress=self.progress,
-                model=self.opt.model,
-                optimizer=self.opt.optimizer,
-                scheduler=self.opt.scheduler,
-                scaler=self.opt.scaler,
-                ema=self.opt.ema,
+                parts=self.optimisation.state_dicts(),
             )
             checkpoint = self.session.Checkpoint.from_directory(directory)
             self.session.report(metrics, checkpoint=checkpoint)
@@ -239,7 +230,7 @@ class WorkerRun:
         batches = itertools.islice(iter(self.train_loader), self.progress.step_in_epoch, None)
         for batch in batches:
             _maybe_inject_fault(self.loop_config.get("fault"), self.progress.global_step, batch)
-            values = self.opt.step(
+            values = self.optimisation.step(
                 batch["input"].to(self.device, non_blocking=True),
                 batch["target"].to(self.device, non_blocking=True),
                 batch["task"].to(self.device, non_blocking=True).view(-1),
@@ -258,13 +249,15 @@ class WorkerRun:
     def end_epoch(self, train_metrics: dict[str, float], seconds: float) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.rank == 0:
-            metrics = validate(self.opt.eval_model, self.val_loader, self.device, self.amp_dtype)
+            metrics = validate(
+                self.optimisation.eval_model, self.val_loader, self.device, self.amp_dtype
+            )
             metrics.update(train_metrics)
-            metrics["train/lr"] = self.opt.optimizer.param_groups[0]["lr"]
+            metrics["train/lr"] = self.optimisation.optimizer.param_groups[0]["lr"]
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
         monitored = metrics[self.cfg.train.monitor]
-        self.opt.scheduler.after_epoch(monitored)
+        self.optimisation.scheduler.after_epoch(monitored)
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)
@@ -288,7 +281,7 @@ class WorkerRun:
             return
         import matplotlib.pyplot as plt
 
-        model = self.opt.eval_model.eval()
+        model = self.optimisation.eval_model.eval()
         rows, gate_sums, taken = [], {}, {0: 0, 1: 0}
         for batch in self.val_loader:
             task = batch["task"].view(-1)

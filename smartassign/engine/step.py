@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,6 +77,26 @@ class Optimisation:
             amp_dtype=amp_dtype,
             grad_clip=cfg.train.grad_clip,
         )
+
+    def state_dicts(self) -> dict[str, Any]:
+        """What a checkpoint keeps of it: model, EMA (``None`` without one), optimizer,
+        schedule and grad-scaler states."""
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dicts(self, state: dict[str, Any]) -> None:
+        """Resume from the parts of ``state_dicts`` (a checkpoint's state)."""
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
 
     @property
     def eval_model(self) -> SmartAssign:
