@@ -50,9 +50,7 @@ def _run(args: tuple[Config, int, int]) -> list[dict[str, float]]:
     points = []
     start = time.perf_counter()
     for epoch in range(cfg.train.epochs):
-        epoch_start = time.perf_counter()
-        train_metrics = run.run_epoch(epoch)
-        metrics = run.end_epoch(train_metrics, time.perf_counter() - epoch_start)
+        metrics = run.train_epoch(epoch)
         point = {"step": run.progress.global_step, "seconds": round(time.perf_counter() - start, 1)}
         for name in TASKS:
             gain = metrics[f"val/{name}/psnr_y"] - metrics[f"val/{name}/input_psnr_y"]

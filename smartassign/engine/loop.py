@@ -222,6 +222,13 @@ class WorkerRun:
             checkpoint = self.session.Checkpoint.from_directory(directory)
             self.session.report(metrics, checkpoint=checkpoint)
 
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch: its training steps, timed as ``train/epoch_seconds`` (rank 0), then
+        ``end_epoch`` (validation, schedule, progress, outside the timing)."""
+        start = time.perf_counter()
+        train_metrics = self.run_epoch(epoch)
+        return self.end_epoch(train_metrics, time.perf_counter() - start)
+
     def run_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         self.train_loader.sampler.set_epoch(epoch)
@@ -328,12 +335,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     run = WorkerRun(cfg, loop_config)
     run.catch_up_logging()
     for epoch in range(run.progress.epoch, cfg.train.epochs):
-        start = time.perf_counter()
         try:
-            train_metrics = run.run_epoch(epoch)
+            metrics = run.train_epoch(epoch)
         except NonFiniteLossError as error:
             return {"status": "nonfinite", "message": str(error)}
-        metrics = run.end_epoch(train_metrics, time.perf_counter() - start)
         run.report(metrics)
         run.log_epoch(run.progress.epoch, metrics)
         run.log_figures(run.progress.epoch)
