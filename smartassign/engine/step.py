@@ -108,7 +108,9 @@ class Optimisation:
     ) -> dict[str, float]:
         """One optimiser step on a batch (``task``: 0 rain, 1 snow per sample); returns the
         loss terms. Raises ``NonFiniteLossError`` naming step ``index`` before the weights
-        change when a term or the gradient norm is not finite."""
+        change when a loss term is not finite, or the gradient norm without a GradScaler.
+        Under float16 a non-finite gradient with finite loss terms is an overflow of the
+        scaled loss: the scaler skips that step and lowers its scale, as it is meant to."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp_dtype):
             output = self.net(degraded, task)
@@ -119,7 +121,8 @@ class Optimisation:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         values = terms.as_floats()
         bad = [n for n, v in values.items() if n != "total" and not math.isfinite(v)]
-        if bad or not math.isfinite(values["total"]) or not math.isfinite(float(grad_norm)):
+        bad_gradient = not math.isfinite(float(grad_norm)) and not self.scaler.is_enabled()
+        if bad or not math.isfinite(values["total"]) or bad_gradient:
             where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
             raise NonFiniteLossError(
                 f"step {index}: {where} is not finite ({values}); the last good checkpoint is kept"
