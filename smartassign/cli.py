@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from smartassign.config import Config, ConfigError, load_config
 
@@ -112,8 +113,6 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: str, payload: dict[str, object]) -> None:
-    from pathlib import Path
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(payload, indent=2, default=str) + "\n")
@@ -133,14 +132,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from smartassign.model_io import load_model_config
     from smartassign.registry import model_uri_of, register
 
     cfg = load_config(args.params)
     model_dir = Path(args.model_dir or cfg.train.model_dir)
     metrics = json.loads(Path(args.metrics).read_text())
-    version = register(cfg, model_uri_of(model_dir), metrics)
+    version = register(cfg, model_uri_of(model_dir), metrics, load_model_config(model_dir))
     print(f"registered {cfg.registry.model_name} version {version} (alias challenger)")
     _write_json(args.out, {"model_name": cfg.registry.model_name, "version": version})
     return 0
@@ -155,19 +153,36 @@ def _promote(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.params)
 
-    def reevaluate(version: int) -> dict[str, float]:
+    def reevaluate(version: int) -> dict[str, float | str]:
         uri = f"models:/{cfg.registry.model_name}/{version}"
         print(f"re-evaluating champion {uri} on the current test set")
-        return evaluate(load_model(uri), cfg, "test", progress=not args.quiet).metrics
+        evaluation = evaluate(load_model(uri), cfg, "test", progress=not args.quiet)
+        return {**evaluation.metrics, "manifest_sha256": evaluation.manifest_sha256}
 
+    version = args.version
+    if args.registered:
+        version = _registered_version(Path(args.registered), cfg.registry.model_name)
     decision = promote(
-        cfg, args.version, force=args.force, reason=args.reason or "", reevaluate=reevaluate
+        cfg, version, force=args.force, reason=args.reason or "", reevaluate=reevaluate
     )
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     print(f"{cfg.registry.model_name} v{decision.candidate}: {verdict} ({decision.reason})")
     if args.out:
         _write_json(args.out, asdict(decision))
     return 0
+
+
+def _registered_version(path: Path, model_name: str) -> int:
+    """The version a ``register`` run wrote to ``path`` (its ``--out``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--registered {path}: not found; run `smartassign register` first")
+    record = json.loads(path.read_text())
+    if record.get("model_name") != model_name:
+        raise ValueError(
+            f"--registered {path}: it names model {record.get('model_name')!r}, "
+            f"but registry.model_name is {model_name!r}"
+        )
+    return int(record["version"])
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -192,8 +207,6 @@ def _champion(cfg: Config) -> str:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from smartassign.inference import restore_paths
     from smartassign.model_io import load_model
 
@@ -207,8 +220,6 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from smartassign.export import export_model
     from smartassign.model_io import load_model
 
@@ -295,7 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
         "promote", help="move alias champion to a better version (or --force --reason)"
     )
     prom.add_argument("--params", default="params.yaml", help="params file")
-    prom.add_argument("--version", type=int, help="version to promote (default: challenger)")
+    which = prom.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="version to promote (default: challenger)")
+    which.add_argument(
+        "--registered",
+        metavar="FILE",
+        help="promote the version a `register` run wrote to FILE (its --out JSON)",
+    )
     prom.add_argument("--force", action="store_true", help="promote whatever the metric says")
     prom.add_argument("--reason", help="why (required with --force; recorded)")
     prom.add_argument("--out", help="write the decision as JSON here")

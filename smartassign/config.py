@@ -30,6 +30,27 @@ from pydantic.fields import FieldInfo
 
 CharbonnierForm = Literal["image", "pixel"]
 
+QUALITY_METRICS = ("psnr", "psnr_y", "ssim", "ssim_y")
+"""Image-quality metrics scored per task (all grow with quality)."""
+
+
+def _quality_metric(value: str, split: str, means: tuple[str, ...], per_dataset: bool) -> str:
+    """``value`` if it names a ``split`` metric that grows with quality: per task
+    (``<split>/rain/psnr_y``; also ``<split>/<dataset>/rain/psnr_y`` when ``per_dataset``),
+    a mean over tasks of ``means`` (``<split>/psnr_y_mean``) or ``<split>/recognition_acc``.
+    Input scores (``input_psnr_y``) and counts are refused: no model can move them."""
+    names = "|".join(QUALITY_METRICS)
+    dataset = r"([^/]+/)?" if per_dataset else ""
+    pattern = rf"{split}/({dataset}(rain|snow)/({names})|({'|'.join(means)})_mean|recognition_acc)"
+    if re.fullmatch(pattern, value) is None:
+        examples = ", ".join(f"{split}/{name}_mean" for name in means)
+        raise ValueError(
+            f"{value!r} is not a {split} metric that grows with quality; use {examples}, "
+            f"{split}/<task>/<metric> (task rain or snow, metric {', '.join(QUALITY_METRICS)})"
+            f" or {split}/recognition_acc"
+        )
+    return value
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
@@ -314,7 +335,9 @@ class TrainConfig(_Section):
     lr_patience: int = Field(2, ge=0, description="epochs without improvement before decay")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
     ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the weights; 0 = off")
-    monitor: str = Field("val/psnr_y_mean", description="validation metric (higher is better)")
+    monitor: str = Field(
+        "val/psnr_y_mean", description="validation metric driving the plateau schedule"
+    )
     num_workers: int = Field(
         1, ge=0, description="Ray Train workers (DDP); 0 only inside `smartassign tune` trials"
     )
@@ -333,6 +356,11 @@ class TrainConfig(_Section):
     tuned_params: str = Field(
         "", description="best-params YAML of a sweep to train with; empty = params.yaml as is"
     )
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_is_a_validation_metric(cls, value: str) -> str:
+        return _quality_metric(value, "val", ("psnr", "psnr_y"), per_dataset=False)
 
     @field_validator("resources_per_worker")
     @classmethod
@@ -436,10 +464,10 @@ class AblationConfig(_Section):
     seeds: tuple[int, ...] = Field((0, 1, 2), description="train.seed and data.seed per run")
     overrides: dict[str, Any] = Field(
         default_factory=lambda: {
-            "train.epochs": 10,
+            "train.epochs": 4,
             "train.batch_size": 4,
-            "data.crop_size": 128,
-            "model.recognition_window": 128,
+            "data.crop_size": 64,
+            "model.recognition_window": 64,
             "data.samples_per_epoch": 240,
         },
         description="dotted config key -> value, applied to every arm (the shared budget)",
@@ -486,7 +514,12 @@ class RegistryConfig(_Section):
 
     model_name: str = Field("smartassign", min_length=1)
     experiment: str = Field("smartassign", min_length=1)
-    metric: str = "test/psnr_y_mean"
+    metric: str = Field("test/psnr_y_mean", description="evaluation metric deciding promotion")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_is_a_test_metric(cls, value: str) -> str:
+        return _quality_metric(value, "test", QUALITY_METRICS, per_dataset=True)
 
 
 class InferenceConfig(_Section):
@@ -533,6 +566,25 @@ class Config(_Section):
                 f"({self.data.crop_size}) or 0: the recognition head learns on training crops "
                 "and pools windows of the same side at inference; set both together"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _monitor_is_measured(self) -> Config:
+        """``train.monitor`` names a task this variant restores and, for
+        ``recognition_acc``, a variant with the recognition head."""
+        monitor, variant = self.train.monitor, self.model.variant
+        if monitor.endswith("recognition_acc") and variant in (Variant.V4, Variant.V5):
+            raise ValueError(
+                f"train.monitor: {variant.value} has no recognition head, so {monitor} is never "
+                "measured; monitor a restoration metric such as val/psnr_y_mean"
+            )
+        if variant is Variant.V4:
+            other = next(t for t in ("rain", "snow") if t != self.model.single_task)
+            if monitor.startswith(f"val/{other}/"):
+                raise ValueError(
+                    f"train.monitor: the single-task variant V4 restores "
+                    f"{self.model.single_task} only, so {monitor} is never measured"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from smartassign.config import config_from_dict
+from smartassign.config import Config, config_from_dict
+from smartassign.engine.checkpoint import CONFIG_FILE, STATE_FILE, inference_weights, load_state
 from smartassign.model import SmartAssign
 
 MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.yaml"
 
 
 def save_model_dir(model: SmartAssign, directory: Path, config_text: str) -> None:
@@ -37,15 +37,17 @@ def _with_recognition_window(tree: object) -> object:
     return tree
 
 
-def _from_directory(directory: Path) -> SmartAssign:
-    from smartassign.engine.checkpoint import STATE_FILE, inference_weights, load_state
-
-    config_path = directory / CONFIG_FILE
+def load_model_config(directory: Path) -> Config:
+    """The configuration a model folder or checkpoint was trained with (its ``config.yaml``)."""
+    config_path = Path(directory) / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}; not a SmartAssign model folder")
     tree = yaml.safe_load(config_path.read_text())
-    cfg = config_from_dict(_with_recognition_window(tree), source=str(config_path))
-    model = SmartAssign.from_config(cfg)
+    return config_from_dict(_with_recognition_window(tree), source=str(config_path))
+
+
+def _from_directory(directory: Path) -> SmartAssign:
+    model = SmartAssign.from_config(load_model_config(directory))
     if (directory / MODEL_FILE).is_file():
         weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
     elif (directory / STATE_FILE).is_file():

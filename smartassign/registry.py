@@ -3,9 +3,11 @@
 - :func:`register` registers the model of a training run under ``registry.model_name``
   with its evaluation metrics as version tags and the alias ``challenger``.
 - :func:`promote` moves the alias ``champion`` to a version only when it beats the
-  current champion on ``registry.metric`` over the same test set (the champion is
-  re-evaluated on the candidate's test set when they differ), or when forced with a
-  reason. Every decision is recorded as tags on the versions involved.
+  current champion on ``registry.metric`` (higher is better, as the config enforces) over
+  the same test set and, for a mean over tasks, the same tasks; when the champion was
+  scored on another test set it is re-evaluated on the current one, which must be the
+  candidate's. Otherwise, or when forced with a reason, nothing is compared. Every
+  decision is recorded as tags on the versions involved.
 - :func:`list_versions` returns every version with its metrics and aliases.
 
 Aliases are read from the registered model: ``search_model_versions`` does not fill them.
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smartassign.config import Config
+from smartassign.data.common import TASKS
 from smartassign.engine import tracking
 
 if TYPE_CHECKING:
@@ -60,6 +63,10 @@ class Decision:
     reason: str
 
 
+def _is_registered(mlflow_client: MlflowClient, name: str) -> bool:
+    return bool(mlflow_client.search_registered_models(f"name = '{name}'"))
+
+
 def _aliases(mlflow_client: MlflowClient, name: str) -> dict[int, list[str]]:
     registered = mlflow_client.get_registered_model(name)
     by_version: dict[int, list[str]] = {}
@@ -76,13 +83,28 @@ def _metrics_of(tags: dict[str, str]) -> dict[str, float]:
     }
 
 
-def register(cfg: Config, model_uri: str, metrics: dict[str, float | str]) -> int:
+def _tasks(metrics: dict[str, float]) -> tuple[str, ...]:
+    """The tasks an evaluation scored (those with a ``test/<task>/count``)."""
+    return tuple(task for task in TASKS if metrics.get(f"test/{task}/count", 0) > 0)
+
+
+def register(cfg: Config, model_uri: str, metrics: dict[str, float | str], trained: Config) -> int:
     """Register ``model_uri`` as a new version tagged with ``metrics``; alias ``challenger``.
 
-    ``metrics`` is the evaluation's ``metrics.json`` (numbers, plus ``manifest_sha256``).
+    ``metrics`` is the evaluation's ``metrics.json`` (numbers, plus ``manifest_sha256``);
+    it must hold ``registry.metric``. ``trained`` is the configuration the model was
+    trained with (its ``config.yaml``), recorded in the description.
     """
     import mlflow
 
+    metric = cfg.registry.metric
+    if metric not in metrics:
+        raise ValueError(
+            f"registry.metric {metric!r} is not among the evaluation's metrics "
+            f"({', '.join(sorted(k for k in metrics if k.startswith('test/')))}); "
+            "set registry.metric to one of them (a per-task metric needs that task in the "
+            "test split)"
+        )
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow_client = tracking.client()
     name = cfg.registry.model_name
@@ -96,26 +118,40 @@ def register(cfg: Config, model_uri: str, metrics: dict[str, float | str]) -> in
     run_id = version.run_id or ""
     run_tags = mlflow_client.get_run(run_id).data.tags if run_id else {}
     description = (
-        f"SmartAssign {cfg.model.variant.value}; {cfg.registry.metric} = "
-        f"{numbers.get(cfg.registry.metric, float('nan')):.4f}; "
+        f"SmartAssign {trained.model.variant.value}; {metric} = {numbers[metric]:.4f}; "
         f"commit {run_tags.get('git_commit', tracking.git_commit())}; "
         f"training data manifest {run_tags.get('data_manifest_sha256', 'unknown')}; "
-        f"test set {test_set}; params {json.dumps(cfg.flat(), sort_keys=True)}"
+        f"test set {test_set}; params {json.dumps(trained.flat(), sort_keys=True)}"
     )
     mlflow_client.update_model_version(name, str(number), description=description[:5000])
     mlflow_client.set_registered_model_alias(name, CHALLENGER, str(number))
     return number
 
 
-def _version_metric(mlflow_client: MlflowClient, name: str, version: int, metric: str) -> float:
-    tags = mlflow_client.get_model_version(name, str(version)).tags
+def _version_metrics(
+    mlflow_client: MlflowClient, name: str, version: int, metric: str
+) -> dict[str, float]:
+    """The metric tags of ``version``, which must include ``metric``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = mlflow_client.get_model_version(name, str(version)).tags
+    except MlflowException as error:
+        raise PromotionError(f"model {name} has no version {version}") from error
     metrics = _metrics_of(tags)
     if metric not in metrics:
         raise PromotionError(
-            f"model {name} version {version} has no {metric!r} tag: evaluate and register it "
-            f"first (registry.metric is {metric!r})"
+            f"model {name} version {version} has no {metric!r} tag: it was registered with "
+            f"another registry.metric, or without evaluation metrics; evaluate it and compare "
+            f"on a metric both versions have (registry.metric is {metric!r})"
         )
-    return metrics[metric]
+    return metrics
+
+
+def _same_tasks(metric: str, candidate: dict[str, float], champion: dict[str, float]) -> bool:
+    """Whether ``metric`` means the same for both: a per-task metric always does, a mean
+    over tasks only when both versions were scored on the same tasks."""
+    return not metric.endswith("_mean") or _tasks(candidate) == _tasks(champion)
 
 
 def promote(
@@ -124,36 +160,42 @@ def promote(
     *,
     force: bool = False,
     reason: str = "",
-    reevaluate: Callable[[int], dict[str, float]] | None = None,
+    reevaluate: Callable[[int], dict[str, float | str]] | None = None,
 ) -> Decision:
     """Move ``champion`` to ``version`` (default: the ``challenger``) if it is better.
 
-    ``reevaluate(version)`` scores an older champion on the current test set when the two
-    versions were evaluated on different test sets; without it such a comparison is
-    refused. ``force`` requires a ``reason``, recorded on the versions.
+    ``reevaluate(version)`` scores an older champion on the current test set (its metrics
+    and ``manifest_sha256``) when the two versions were evaluated on different test sets;
+    the current test set must then be the candidate's, and without ``reevaluate`` such a
+    comparison is refused. A mean over tasks is compared only between versions scored on
+    the same tasks. ``force`` requires a ``reason``, recorded on the versions; a forced
+    promotion compares nothing.
     """
     if force and not reason.strip():
         raise PromotionError("--force needs --reason TEXT: say why the metric is overridden")
     mlflow_client = tracking.client()
     name, metric = cfg.registry.model_name, cfg.registry.metric
+    if not _is_registered(mlflow_client, name):
+        raise PromotionError(
+            f"no model named {name!r} is registered in {tracking.tracking_uri()}: "
+            "run `smartassign register` first (or check registry.model_name)"
+        )
     if version is None:
-        version = int(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version)
-    candidate_value = _version_metric(mlflow_client, name, version, metric)
+        aliases = _aliases(mlflow_client, name)
+        challenger = next((v for v, a in aliases.items() if CHALLENGER in a), None)
+        if challenger is None:
+            raise PromotionError(f"no version of {name} has the alias {CHALLENGER}: pass --version")
+        version = challenger
+    candidate = _version_metrics(mlflow_client, name, version, metric)
+    candidate_value = candidate[metric]
     candidate_set = mlflow_client.get_model_version(name, str(version)).tags.get(TEST_SET_TAG)
     aliases = _aliases(mlflow_client, name)
     champion = next((v for v, a in aliases.items() if CHAMPION in a), None)
     champion_value = None
-    if champion is not None and champion != version:
-        champion_tags = mlflow_client.get_model_version(name, str(champion)).tags
-        if champion_tags.get(TEST_SET_TAG) == candidate_set:
-            champion_value = _version_metric(mlflow_client, name, champion, metric)
-        elif reevaluate is not None:
-            champion_value = float(reevaluate(champion)[metric])
-        elif not force:
-            raise PromotionError(
-                f"champion v{champion} was evaluated on another test set; re-evaluate it "
-                "on the current one (or --force --reason TEXT)"
-            )
+    if champion is not None and champion != version and not force:
+        champion_value = _champion_value(
+            mlflow_client, name, metric, (version, candidate, candidate_set), champion, reevaluate
+        )
     if champion == version:
         promoted, why = False, f"v{version} already is the champion"
     elif force:
@@ -189,10 +231,50 @@ def promote(
     return Decision(promoted, version, champion, metric, candidate_value, champion_value, why)
 
 
+def _champion_value(
+    mlflow_client: MlflowClient,
+    name: str,
+    metric: str,
+    candidate: tuple[int, dict[str, float], str | None],
+    champion: int,
+    reevaluate: Callable[[int], dict[str, float | str]] | None,
+) -> float:
+    """The champion's ``metric`` over the candidate's test set and tasks, re-evaluated
+    when it was scored on another test set; ``PromotionError`` when that cannot be had."""
+    version, candidate_metrics, candidate_set = candidate
+    tags = mlflow_client.get_model_version(name, str(champion)).tags
+    if tags.get(TEST_SET_TAG) == candidate_set:
+        scores = _version_metrics(mlflow_client, name, champion, metric)
+    elif reevaluate is None:
+        raise PromotionError(
+            f"champion v{champion} was evaluated on another test set; re-evaluate it "
+            "on the current one (or --force --reason TEXT)"
+        )
+    else:
+        fresh = reevaluate(champion)
+        if fresh.get("manifest_sha256") != candidate_set:
+            raise PromotionError(
+                f"v{version} was evaluated on another test set than the current one "
+                f"(data/manifests/test.jsonl changed since): evaluate and register it again "
+                f"to compare it with champion v{champion} (or --force --reason TEXT)"
+            )
+        scores = {k: float(v) for k, v in fresh.items() if isinstance(v, int | float)}
+    if not _same_tasks(metric, candidate_metrics, scores):
+        raise PromotionError(
+            f"{metric} of v{version} averages {'+'.join(_tasks(candidate_metrics))} and that "
+            f"of champion v{champion} {'+'.join(_tasks(scores))}: not comparable; set "
+            "registry.metric to a per-task metric both have (e.g. test/rain/psnr_y) "
+            "or --force --reason TEXT"
+        )
+    return scores[metric]
+
+
 def list_versions(cfg: Config) -> list[VersionInfo]:
     """Every version of ``registry.model_name``, newest first."""
     mlflow_client = tracking.client()
     name = cfg.registry.model_name
+    if not _is_registered(mlflow_client, name):
+        return []
     aliases = _aliases(mlflow_client, name)
     versions = mlflow_client.search_model_versions(f"name = '{name}'")
     infos = [

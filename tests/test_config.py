@@ -29,6 +29,12 @@ def test_shipped_params_load_into_typed_sections():
     }
 
 
+def test_code_defaults_are_the_shipped_params():
+    """A key left out of a params file gets the value params.yaml documents."""
+    shipped, defaults = load_config(PARAMS).flat(), Config().flat()
+    assert {k: (v, shipped.get(k)) for k, v in defaults.items() if shipped.get(k) != v} == {}
+
+
 def test_shipped_params_spell_out_every_model_and_loss_key():
     tree = yaml.safe_load(PARAMS.read_text())
     for section in ("model", "loss"):
@@ -80,7 +86,25 @@ def test_recognition_window_follows_the_training_crop():
         config_from_dict({"data": {"crop_size": 64}})
     cfg = config_from_dict({"data": {"crop_size": 64}, "model": {"recognition_window": 64}})
     assert cfg.model.recognition_window == 64
-    assert config_from_dict({"data": {"crop_size": 64}, "model": {"recognition_window": 0}})
+    whole = config_from_dict({"data": {"crop_size": 64}, "model": {"recognition_window": 0}})
+    assert whole.model.recognition_window == 0
+
+
+def test_monitor_and_registry_metric_must_grow_with_quality():
+    with pytest.raises(ConfigError, match=r"train\.monitor: .*'val/psnr_y' is not a val metric"):
+        config_from_dict({"train": {"monitor": "val/psnr_y"}})
+    with pytest.raises(ConfigError, match=r"registry\.metric: .*'test/rain/input_psnr_y' is not"):
+        config_from_dict({"registry": {"metric": "test/rain/input_psnr_y"}})
+    with pytest.raises(ConfigError, match=r"V5 has no recognition head"):
+        config_from_dict({"model": {"variant": "V5"}, "train": {"monitor": "val/recognition_acc"}})
+    single = {"variant": "V4", "single_task": "rain"}
+    with pytest.raises(ConfigError, match=r"restores rain only, so val/snow/psnr is never"):
+        config_from_dict({"model": single, "train": {"monitor": "val/snow/psnr"}})
+    per_dataset = "test/synthetic/snow/ssim"
+    cfg = config_from_dict(
+        {"train": {"monitor": "val/rain/ssim_y"}, "registry": {"metric": per_dataset}}
+    )
+    assert (cfg.train.monitor, cfg.registry.metric) == ("val/rain/ssim_y", per_dataset)
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

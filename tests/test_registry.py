@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from smartassign.cli import main
-from smartassign.config import Config, ModelConfig
+from smartassign.config import Config, ModelConfig, config_from_dict
 from smartassign.engine import tracking
 from smartassign.model import SmartAssign
 from smartassign.registry import (
@@ -39,6 +40,10 @@ def logged_model(mlflow_store: str) -> str:
     return info.model_uri
 
 
+def _register(cfg: Config, model_uri: str, metrics: dict, trained: Config | None = None) -> int:
+    return register(cfg, model_uri, metrics, trained or cfg)
+
+
 def _aliases(cfg: Config) -> dict[int, tuple[str, ...]]:
     return {info.version: info.aliases for info in list_versions(cfg)}
 
@@ -50,13 +55,13 @@ def _promotion(cfg: Config, version: int) -> dict:
 
 def test_better_candidate_takes_champion_and_worse_does_not(logged_model):
     cfg = Config()
-    first = register(cfg, logged_model, {METRIC: 25.0, "manifest_sha256": "set-a"})
+    first = _register(cfg, logged_model, {METRIC: 25.0, "manifest_sha256": "set-a"})
     assert _aliases(cfg)[first] == (CHALLENGER,)
     decision = promote(cfg)
     assert decision.promoted and decision.reason == "no champion yet"
     assert CHAMPION in _aliases(cfg)[first]
 
-    worse = register(cfg, logged_model, {METRIC: 24.5, "manifest_sha256": "set-a"})
+    worse = _register(cfg, logged_model, {METRIC: 24.5, "manifest_sha256": "set-a"})
     decision = promote(cfg)
     assert not decision.promoted
     assert decision.champion_value == 25.0 and decision.candidate_value == 24.5
@@ -65,7 +70,7 @@ def test_better_candidate_takes_champion_and_worse_does_not(logged_model):
     champion_tags = tracking.client().get_model_version(cfg.registry.model_name, "1").tags
     assert json.loads(champion_tags["promotion_defended"])["candidate"] == worse
 
-    better = register(cfg, logged_model, {METRIC: 26.0, "manifest_sha256": "set-a"})
+    better = _register(cfg, logged_model, {METRIC: 26.0, "manifest_sha256": "set-a"})
     decision = promote(cfg)
     assert decision.promoted and decision.champion_before == first
     assert _aliases(cfg)[better] == (CHALLENGER, CHAMPION)
@@ -74,9 +79,9 @@ def test_better_candidate_takes_champion_and_worse_does_not(logged_model):
 
 def test_force_needs_a_reason_and_records_it(logged_model):
     cfg = Config()
-    register(cfg, logged_model, {METRIC: 30.0, "manifest_sha256": "set-a"})
+    _register(cfg, logged_model, {METRIC: 30.0, "manifest_sha256": "set-a"})
     promote(cfg)
-    weak = register(cfg, logged_model, {METRIC: 20.0, "manifest_sha256": "set-a"})
+    weak = _register(cfg, logged_model, {METRIC: 20.0, "manifest_sha256": "set-a"})
     with pytest.raises(PromotionError, match="--force needs --reason"):
         promote(cfg, force=True)
     decision = promote(cfg, weak, force=True, reason="roll back to the model QA signed off")
@@ -89,16 +94,16 @@ def test_force_needs_a_reason_and_records_it(logged_model):
 
 def test_champion_on_another_test_set_is_re_evaluated(logged_model):
     cfg = Config()
-    old = register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "old-set"})
+    old = _register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "old-set"})
     promote(cfg)
-    new = register(cfg, logged_model, {METRIC: 27.0, "manifest_sha256": "new-set"})
+    new = _register(cfg, logged_model, {METRIC: 27.0, "manifest_sha256": "new-set"})
     with pytest.raises(PromotionError, match="another test set"):
         promote(cfg)
     asked = []
 
-    def reevaluate(version: int) -> dict[str, float]:
+    def reevaluate(version: int) -> dict[str, float | str]:
         asked.append(version)
-        return {METRIC: 26.0}
+        return {METRIC: 26.0, "manifest_sha256": "new-set"}
 
     decision = promote(cfg, reevaluate=reevaluate)
     assert asked == [old]
@@ -106,23 +111,85 @@ def test_champion_on_another_test_set_is_re_evaluated(logged_model):
     assert CHAMPION in _aliases(cfg)[new]
 
 
+def test_candidate_scored_on_an_older_test_set_is_not_compared(logged_model):
+    """The champion can only be re-evaluated on the current test set: a candidate scored on
+    yet another one must be evaluated again, or the two numbers mean different things."""
+    cfg = Config()
+    _register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "set-a"})
+    promote(cfg)
+    stale = _register(cfg, logged_model, {METRIC: 29.0, "manifest_sha256": "set-b"})
+
+    def reevaluate(version: int) -> dict[str, float | str]:
+        return {METRIC: 27.0, "manifest_sha256": "set-c"}
+
+    with pytest.raises(PromotionError, match=f"v{stale} was evaluated on another test set"):
+        promote(cfg, reevaluate=reevaluate)
+    assert CHAMPION not in _aliases(cfg)[stale]
+
+
+def test_means_over_different_tasks_are_not_compared(logged_model):
+    """A single-task model's mean covers one task: it cannot beat a two-task champion's
+    mean, but a per-task metric compares them."""
+    cfg = Config()
+    both = {"test/rain/count": 12, "test/snow/count": 12, "test/rain/psnr_y": 27.0}
+    _register(cfg, logged_model, {**both, METRIC: 28.0, "manifest_sha256": "set-a"})
+    promote(cfg)
+    rain_only = {"test/rain/count": 12, "test/rain/psnr_y": 30.0}
+    single = _register(cfg, logged_model, {**rain_only, METRIC: 30.0, "manifest_sha256": "set-a"})
+    with pytest.raises(PromotionError, match=r"rain and that of champion v1 rain\+snow"):
+        promote(cfg)
+    per_task = config_from_dict({"registry": {"metric": "test/rain/psnr_y"}})
+    decision = promote(per_task, single)
+    assert decision.promoted and decision.champion_value == 27.0
+
+
+def test_registering_without_the_registry_metric_is_refused(logged_model):
+    cfg = config_from_dict({"registry": {"metric": "test/snow/psnr_y"}})
+    with pytest.raises(ValueError, match=r"registry\.metric 'test/snow/psnr_y' is not among"):
+        _register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "set-a"})
+    assert tracking.client().search_registered_models() == []
+
+
+def test_description_records_the_trained_configuration(logged_model):
+    cfg = Config()
+    trained = config_from_dict({"model": {"variant": "V5"}, "train": {"lr": 0.0005}})
+    version = _register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "set-a"}, trained)
+    got = tracking.client().get_model_version(cfg.registry.model_name, str(version))
+    assert got.description.startswith("SmartAssign V5; test/psnr_y_mean = 28.0000;")
+    assert '"train.lr": 0.0005' in got.description
+
+
 def test_cli_register_promote_and_list(logged_model, tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("registry: {model_name: derain-snow}\n")
+    assert main(["promote", "--params", str(params)]) == 2
+    assert "no model named 'derain-snow' is registered" in capsys.readouterr().err
+    assert main(["models", "--params", str(params)]) == 0
+    assert "no versions of derain-snow registered" in capsys.readouterr().out
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "mlflow_model_uri").write_text(logged_model + "\n")
+    (model_dir / "config.yaml").write_text(yaml.safe_dump(Config().to_dict()))
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({METRIC: 27.5, "manifest_sha256": "set-a"}))
     out = tmp_path / "version.json"
     args = ["--params", str(params), "--model-dir", str(model_dir), "--metrics", str(metrics)]
     assert main(["register", *args, "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == {"model_name": "derain-snow", "version": 1}
+    assert main(["register", *args, "--out", str(tmp_path / "second.json")]) == 0
     decision = tmp_path / "decision.json"
-    assert main(["promote", "--params", str(params), "--out", str(decision)]) == 0
+    promote_first = ["promote", "--params", str(params), "--registered", str(out)]
+    assert main([*promote_first, "--out", str(decision)]) == 0
+    assert json.loads(decision.read_text())["candidate"] == 1
     assert json.loads(decision.read_text())["promoted"] is True
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"model_name": "another", "version": 1}))
+    assert main(["promote", "--params", str(params), "--registered", str(other)]) == 2
+    assert "names model 'another'" in capsys.readouterr().err
     assert main(["models", "--params", str(params)]) == 0
     listing = capsys.readouterr().out
-    assert "challenger,champion" in listing and "27.5000" in listing
+    assert "champion" in listing and "challenger" in listing and "27.5000" in listing
     assert main(["promote", "--params", str(params), "--force"]) == 2
     assert "--force needs --reason" in capsys.readouterr().err
+    assert main(["promote", "--params", str(params), "--version", "9"]) == 2
+    assert "model derain-snow has no version 9" in capsys.readouterr().err
