@@ -27,7 +27,7 @@ from smartassign.config import Config
 from smartassign.data import TASKS, task_label
 from smartassign.data.images import write_png
 from smartassign.data.manifest import load_pair, manifest_path, read_manifest
-from smartassign.data.transforms import to_tensor
+from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.tracking import sample_grid
 from smartassign.losses import select_restoration
 from smartassign.metrics import psnr, ssim
@@ -60,10 +60,6 @@ class Evaluation:
     metrics: dict[str, float]
     manifest_sha256: str
     samples: dict[str, np.ndarray]
-
-
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    return image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def _mean(values: list[float]) -> float:
@@ -114,7 +110,7 @@ def evaluate(
         degraded, clean = load_pair(record, root)
         label = torch.tensor([task_label(record.task)], device=device)
         output = model(to_tensor(degraded)[None].to(device), label)
-        restored = _to_uint8(select_restoration(output, label)[0].float())
+        restored = to_pixels(select_restoration(output, label)[0])
         recognised = TASKS[int(output.logits.argmax(dim=1))] if output.logits is not None else ""
         scores.append(
             ImageScore(

@@ -31,6 +31,7 @@ from smartassign.config import InferenceConfig
 from smartassign.data import TASKS, DataError
 from smartassign.data.images import read_rgb, write_png
 from smartassign.data.layouts import image_files
+from smartassign.data.tensors import to_pixels
 from smartassign.model import MIN_SIZE, SmartAssign, SmartAssignOutput
 from smartassign.model.layers import ChannelGate
 from smartassign.model.network import RecognitionDecoder
@@ -383,9 +384,7 @@ def restore_image(
     if task == "auto":
         rain_probability = float(out.logits.softmax(dim=-1)[0, 0])
         task = "rain" if rain_probability >= 0.5 else "snow"
-    restored = getattr(out, HEADS[task])[0].clamp(0, 1) * 255
-    result = restored.round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Restoration(result, task, rain_probability)
+    return Restoration(to_pixels(getattr(out, HEADS[task])[0]), task, rain_probability)
 
 
 @dataclass

@@ -74,7 +74,13 @@ def test_tiles_start_on_the_size_multiple_and_their_cores_partition_the_image():
 
 @pytest.mark.parametrize(
     ("statistics", "pool", "window"),
-    [("image", "max", 32), ("tile", "mean", 32), ("image", "max", 0), ("tile", "mean", 24)],
+    [
+        ("image", "max", 32),
+        ("tile", "mean", 32),
+        ("image", "max", 0),
+        ("tile", "mean", 0),
+        ("tile", "mean", 24),
+    ],
 )
 def test_tiled_pass_matches_the_whole_image_pass(statistics, pool, window):
     model = restoring_model(recognition_pool=pool, recognition_window=window)

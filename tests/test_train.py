@@ -7,15 +7,15 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from smartassign.config import Config
 from smartassign.engine import tracking
 from smartassign.engine.loop import _progress, _ReportLineFilter
-from smartassign.engine.run import fit, train
+from smartassign.engine.run import RUN_STATE_FILE, fit, train
 from smartassign.engine.step import NonFiniteLossError
 
 from .engine_fixtures import steps_per_epoch
@@ -23,6 +23,11 @@ from .engine_fixtures import steps_per_epoch
 pytestmark = pytest.mark.slow
 
 MONITOR = "val/psnr_y_mean"
+
+
+def _run_state(cfg: Config) -> dict:
+    path = Path(cfg.train.storage_path) / cfg.train.run_name / RUN_STATE_FILE
+    return json.loads(path.read_text())
 
 
 def _history(run_id: str, key: str = MONITOR) -> list[int]:
@@ -79,13 +84,29 @@ def test_interrupted_run_continues_its_epoch_count(tiny_config, mlflow_store, tm
     marker = tmp_path / "interrupt"
     with pytest.raises(Exception, match="injected failure"):
         fit(cfg, fault={"step": steps_per_epoch(1) + 1, "marker": str(marker)})
-    run_file = Path(cfg.train.storage_path) / cfg.train.run_name / "mlflow_run_id"
-    run_id = run_file.read_text().strip()
+    run_id = _run_state(cfg)["mlflow_run_id"]
     assert _history(run_id) == [1]
     result = train(cfg)
     assert result.run_id == run_id
     assert _history(run_id) == [1, 2, 3]
     assert len(result.history) == 3
+    assert _run_state(cfg)["completed"]
+
+
+def test_rerun_with_other_params_starts_afresh(tiny_config, mlflow_store, tmp_path):
+    """An unfinished run is not resumed under edited params (its checkpoint holds another
+    optimiser state): the rerun starts from step 0 in a new MLflow run, the old one killed."""
+    cfg = tiny_config("edited", epochs=2, num_workers=1, max_failures=0)
+    with pytest.raises(Exception, match="injected failure"):
+        fit(cfg, fault={"step": steps_per_epoch(1) + 1, "marker": str(tmp_path / "interrupt")})
+    old_run = _run_state(cfg)["mlflow_run_id"]
+    result = train(tiny_config("edited", epochs=2, num_workers=1, max_failures=0, lr=0.001))
+    assert result.run_id != old_run
+    state = torch.load(result.checkpoint_dir / "state.pt", weights_only=False)
+    assert state["progress"]["resumes"] == 0
+    assert _history(result.run_id) == [1, 2]
+    assert tracking.client().get_run(old_run).info.status == "KILLED"
+    assert json.loads(tracking.client().get_run(result.run_id).data.params["train.lr"]) == 0.001
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tiny_config, mlflow_store):
@@ -134,7 +155,6 @@ def test_cluster_path_through_ray_address(tiny_config_file, tmp_path):
     assert head.returncode == 0, head.stderr
     try:
         params = tiny_config_file("cluster", epochs=1, num_workers=1)
-        start = time.monotonic()
         run = subprocess.run(
             [sys.executable, "-m", "smartassign.cli", "train", "--params", str(params)],
             env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token"},
@@ -146,7 +166,6 @@ def test_cluster_path_through_ray_address(tiny_config_file, tmp_path):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert "Connecting to existing Ray cluster at address:" in run.stderr
         assert f":{port}..." in run.stderr
-        assert time.monotonic() - start < 400
         assert "model written to" in run.stdout
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -32,6 +32,7 @@ from smartassign.ablation.trainable import ARM, SEED, StudyContext, run_arm
 from smartassign.config import AblationConfig, Config
 from smartassign.engine import tracking
 from smartassign.engine.devices import check_device
+from smartassign.engine.run_state import absolute_storage
 from smartassign.model_io import load_model
 from smartassign.tuning import experiment, runs
 
@@ -60,7 +61,7 @@ class StudyResult:
 
 def study_path(study: AblationConfig) -> str:
     """Where the study lives: ``ablation.storage_path / ablation.name``, made absolute."""
-    return f"{experiment.absolute_storage(study.storage_path)}/{study.name}"
+    return f"{absolute_storage(study.storage_path)}/{study.name}"
 
 
 def check_runs(cfg: Config) -> tuple[Arm, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from smartassign.config import Config
 from smartassign.data.common import DataError, task_label
 from smartassign.data.manifest import Record, load_pair, manifest_path, read_manifest
 from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
-from smartassign.data.transforms import paired_train_transform, to_tensor
+from smartassign.data.tensors import to_tensor
+from smartassign.data.transforms import paired_train_transform
 from smartassign.model.network import routing_for
 
 
@@ -40,7 +41,7 @@ class PairedImageDataset(Dataset):
         *,
         train: bool,
         crop_size: int = 128,
-        small_images: str = "pad",
+        small_images: Literal["pad", "refuse"] = "pad",
         seed: int = 0,
         cache_mb: int = 0,
     ):
@@ -153,7 +154,9 @@ def build_dataloader(
     ``train.batch_size``); call ``loader.sampler.set_epoch(epoch)`` every epoch.
     ``val`` / ``test``: full images in manifest order, one per batch (sizes differ).
     Both shard over ``num_replicas`` ranks themselves. Workers are seeded from
-    ``data.seed``, so runs repeat exactly.
+    ``data.seed``, so runs repeat exactly; a loader built anew (a run resumed from a
+    checkpoint) draws its crops from that seed again, while the sampler's order follows the
+    epoch.
     """
     dataset = PairedImageDataset.from_config(cfg, split)
     workers = cfg.data.num_workers

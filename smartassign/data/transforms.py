@@ -1,8 +1,8 @@
 """Paired augmentation (albumentations) and the conversion of pixels to tensors.
 
-The same random crop, flips and 90-degree rotations hit the degraded input and its clean
-target: the target is passed as an ``additional_targets`` image of one ``Compose``. No
-photometric transform is used (it would change the target too).
+The same random crop and horizontal flip hit the degraded input and its clean target: the
+target is passed as an ``additional_targets`` image of one ``Compose``. No photometric
+transform is used (it would change the target too).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
 import cv2
-import numpy as np
-import torch
 
 
 def paired_train_transform(crop_size: int, *, pad: bool, seed: int) -> A.Compose:
@@ -41,8 +39,3 @@ def paired_train_transform(crop_size: int, *, pad: bool, seed: int) -> A.Compose
         A.HorizontalFlip(p=0.5),
     ]
     return A.Compose(steps, additional_targets={"target": "image"}, seed=seed)
-
-
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """``uint8`` ``H x W x 3`` -> ``float32`` ``3 x H x W`` in ``[0, 1]``."""
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).float().div_(255.0)

@@ -1,4 +1,4 @@
-"""Training checkpoints: everything needed to resume a run exactly where it stopped.
+"""Training checkpoints: everything needed to resume a run where it stopped.
 
 A checkpoint is one directory holding ``state.pt`` (model, EMA, optimizer, scheduler and
 grad-scaler states, epoch and step counters, RNG states, per-epoch history) and
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from smartassign.config import Config, config_from_dict
+from smartassign.config import Config
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
@@ -46,16 +46,14 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 class Progress:
     """Where a run is: ``epoch`` epochs are complete, plus ``step_in_epoch`` steps of the next.
 
-    ``history`` holds one dict of validation metrics per completed epoch;
-    ``best`` is the best value of the monitored metric so far; ``resumes`` counts the
-    restarts from a checkpoint.
+    ``history`` holds one dict of validation metrics per completed epoch; ``resumes``
+    counts the restarts from a checkpoint.
     """
 
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-    best: float | None = None
     resumes: int = 0
 
 
@@ -77,12 +75,6 @@ def load_state(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a SmartAssign checkpoint (no {STATE_FILE})")
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def load_config_of(directory: Path) -> Config:
-    """The configuration a checkpoint was trained with."""
-    path = Path(directory) / CONFIG_FILE
-    return config_from_dict(yaml.safe_load(path.read_text()), source=str(path))
 
 
 def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+import os
+import platform
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -13,6 +16,24 @@ DeviceKind = Literal["cpu", "cuda", "npu"]
 
 #: process-group backend per device kind
 BACKENDS: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "npu": "hccl"}
+
+
+def machine() -> dict[str, object]:
+    """What a measurement ran on (benchmarks record it): CPU model and count, OS, Python,
+    torch, and the GPU when torch sees one."""
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    return {
+        "cpu": cpu or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -40,6 +61,17 @@ def check_device(kind: DeviceKind) -> None:
         )
     if kind == "npu":
         require_npu()
+
+
+def ray_resources(resources: Mapping[str, float], kind: DeviceKind) -> dict[str, float]:
+    """Ray resources of one training worker or trial: ``resources`` without zero amounts,
+    plus one GPU / NPU on those devices unless ``resources`` names a share of it."""
+    wanted = {key: amount for key, amount in resources.items() if amount > 0}
+    if kind == "cuda":
+        wanted.setdefault("GPU", 1.0)
+    if kind == "npu":
+        wanted.setdefault("NPU", 1.0)
+    return wanted
 
 
 def worker_device(kind: DeviceKind) -> torch.device:

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from smartassign.config import Config, config_from_dict
+from smartassign.config import Config, ConfigError, config_from_dict
 from smartassign.data.dataset import build_dataloader
+from smartassign.data.tensors import to_pixels
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import (
     Progress,
@@ -69,12 +70,6 @@ def _progress(message: str) -> None:
     print(message, file=sys.__stdout__, flush=True)
 
 
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    """First image of a ``B x 3 x H x W`` batch in [0, 1] as ``H x W x 3`` uint8."""
-    pixels = image[0].detach().float().clamp(0, 1).mul(255).round().byte()
-    return pixels.permute(1, 2, 0).cpu().numpy()
-
-
 class InjectedFault(RuntimeError):
     """Raised on purpose by ``fault`` in the loop config (failure-recovery tests)."""
 
@@ -113,9 +108,20 @@ def _broadcast(value: Any, world_size: int) -> Any:
     return box[0]
 
 
+class _DroppedCheckpoint:
+    """``Checkpoint`` of :class:`LocalSession`: nothing is kept."""
+
+    @staticmethod
+    def from_directory(directory: str) -> None:
+        return None
+
+
 class LocalSession:
     """Stands in for ``ray.train`` where the loop runs alone in this process without Ray
-    (the benchmarks): rank 0 of 1, no checkpoint to resume from, reports dropped."""
+    (the benchmarks): rank 0 of 1, no checkpoint to resume from, reports and checkpoints
+    dropped."""
+
+    Checkpoint = _DroppedCheckpoint
 
     def get_context(self) -> LocalSession:
         return self
@@ -193,7 +199,8 @@ class WorkerRun:
         with checkpoint.as_directory() as directory:
             state = load_state(Path(directory))
         self.optimisation.load_state_dicts(state)
-        self.progress = Progress(**state["progress"])
+        known = Progress.__dataclass_fields__
+        self.progress = Progress(**{k: v for k, v in state["progress"].items() if k in known})
         self.progress.resumes += 1
         restore_rng_state(state["rng"])
         if self.rank == 0:
@@ -263,13 +270,17 @@ class WorkerRun:
             metrics["train/lr"] = self.optimisation.optimizer.param_groups[0]["lr"]
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
-        monitored = metrics[self.cfg.train.monitor]
-        self.optimisation.scheduler.after_epoch(monitored)
+        monitor = self.cfg.train.monitor
+        if monitor not in metrics:
+            measured = ", ".join(key for key in sorted(metrics) if key.startswith("val/"))
+            raise ConfigError(
+                f"train.monitor: {monitor} was not measured on the val split (measured: "
+                f"{measured}); set train.monitor to one of these"
+            )
+        self.optimisation.scheduler.after_epoch(metrics[monitor])
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)
-        if self.progress.best is None or monitored > self.progress.best:
-            self.progress.best = monitored
         return metrics
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -299,7 +310,7 @@ class WorkerRun:
             taken[int(task[0])] += 1
             output = model(batch["input"].to(self.device))
             restored = select_restoration(output, task.to(self.device)).float().clamp(0, 1)
-            rows.append(tuple(_uint8(t) for t in (batch["input"], restored, batch["target"])))
+            rows.append(tuple(to_pixels(t[0]) for t in (batch["input"], restored, batch["target"])))
             if output.knowledge is not None:
                 for kind, gates in output.knowledge.gates.items():
                     gate_sums[kind] = gate_sums.get(kind, 0) + gates[0].float().cpu().numpy()
@@ -326,9 +337,9 @@ class WorkerRun:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Entry point of every Ray Train worker; ``loop_config["config"]`` is the config dict.
 
-    Returns a status dict (``result.return_value``): ``{"status": "finished"}`` or, when a
-    loss turns non-finite, ``{"status": "nonfinite", "message": ...}`` so the driver stops
-    the run instead of retrying it from the same checkpoint.
+    Returns a status dict (``result.return_value``): ``{"status": "finished", "epoch": N}``
+    (epochs done) or, when a loss turns non-finite, ``{"status": "nonfinite", "message":
+    ...}`` so the driver stops the run instead of retrying it from the same checkpoint.
     """
     _quiet_report_lines()
     cfg = config_from_dict(loop_config["config"])
@@ -346,7 +357,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
             _progress(
                 f"epoch {run.progress.epoch}/{cfg.train.epochs}: "
                 f"loss {metrics.get('train/loss/total', float('nan')):.4f}  "
-                f"{cfg.train.monitor} {metrics[cfg.train.monitor]:.2f} dB  "
+                f"{cfg.train.monitor} {metrics[cfg.train.monitor]:.4g}"
+                f"{' dB' if 'psnr' in cfg.train.monitor else ''}  "
                 f"({metrics['train/epoch_seconds']:.1f} s)"
             )
     return {"status": "finished", "epoch": run.progress.epoch}

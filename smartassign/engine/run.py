@@ -4,9 +4,12 @@
 machine, opens (or reopens) the MLflow run, runs :func:`train_loop_per_worker` on
 ``train.num_workers`` workers and writes the model directory for DVC.
 
-A run is identified by ``train.storage_path / train.run_name``. Started again after an
-interruption (driver killed, out of retries) it resumes from its latest checkpoint and
-the same MLflow run; a run that finished is started afresh.
+A run is identified by ``train.storage_path / train.run_name`` (a local folder or an
+``s3://`` / ``gs://`` URI). Started again after an interruption (driver killed, out of
+retries) with the same configuration, it resumes from its latest checkpoint and the same
+MLflow run. A run that finished, or an unfinished one whose configuration differs (edited
+params: its checkpoints hold another model or optimiser), is started afresh; the old
+MLflow run stays, marked killed.
 """
 
 from __future__ import annotations
@@ -19,19 +22,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from smartassign.config import Config, ConfigError
 from smartassign.engine import tracking
-from smartassign.engine.checkpoint import inference_weights, load_state
-from smartassign.engine.devices import BACKENDS, check_device
+from smartassign.engine.checkpoint import CONFIG_FILE, load_state
+from smartassign.engine.devices import BACKENDS, check_device, ray_resources
 from smartassign.engine.loop import train_loop_per_worker
+from smartassign.engine.run_state import (
+    absolute_storage,
+    fingerprint,
+    read_state,
+    remove,
+    write_state,
+)
 from smartassign.engine.step import NonFiniteLossError
 from smartassign.model import SmartAssign
-from smartassign.model_io import save_model_dir
+from smartassign.model_io import load_model, save_model_dir
 
-MLFLOW_RUN_FILE = "mlflow_run_id"
-COMPLETED_FILE = "COMPLETED"
+RUN_STATE_FILE = "smartassign_run.json"
+"""Resume state of a training run (config fingerprint, MLflow run, completed), beside Ray's."""
 WORKER_ENV = {
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -87,17 +95,9 @@ def _absolute_paths(cfg: Config) -> Config:
     return cfg.override(updates)
 
 
-def _storage(cfg: Config) -> str:
-    path = cfg.train.storage_path
-    return path if "://" in path else str(Path(path).resolve())
-
-
-def _open_mlflow_run(cfg: Config, run_dir: Path) -> str:
-    """Reopen the MLflow run of an interrupted Ray run, or start a new one."""
+def _new_mlflow_run(cfg: Config) -> str:
+    """Open the MLflow run of a new training run: tags and the flattened config as params."""
     mlflow_client = tracking.client()
-    run_file = run_dir / MLFLOW_RUN_FILE
-    if run_file.is_file():
-        return run_file.read_text().strip()
     experiment = tracking.experiment_id(mlflow_client, cfg.registry.experiment)
     run = mlflow_client.create_run(
         experiment,
@@ -110,27 +110,49 @@ def _open_mlflow_run(cfg: Config, run_dir: Path) -> str:
     )
     for key, value in cfg.flat().items():
         mlflow_client.log_param(run.info.run_id, key, json.dumps(value)[:6000])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(run.info.run_id)
     return run.info.run_id
+
+
+def _start_run(cfg: Config, run_path: str, *, track: bool) -> str | None:
+    """Resume the unfinished run at ``run_path`` when its configuration is ``cfg``'s, else
+    clear the folder and open a new MLflow run (when ``track``); returns the MLflow run id."""
+    state = read_state(run_path, RUN_STATE_FILE)
+    key = fingerprint(cfg)
+    if state is not None and not state["completed"] and state["fingerprint"] == key:
+        print(f"resuming the interrupted training run in {run_path}", flush=True)
+        return state["mlflow_run_id"]
+    if state is not None and not state["completed"]:
+        print(
+            f"discarding the unfinished training run in {run_path}: it was started with "
+            "other params",
+            flush=True,
+        )
+        if state["mlflow_run_id"] is not None:
+            tracking.client().set_terminated(state["mlflow_run_id"], status="KILLED")
+    remove(run_path)
+    run_id = _new_mlflow_run(cfg) if track else None
+    _write_run_state(run_path, cfg, run_id, completed=False)
+    return run_id
+
+
+def _write_run_state(run_path: str, cfg: Config, run_id: str | None, *, completed: bool) -> None:
+    state = {"fingerprint": fingerprint(cfg), "mlflow_run_id": run_id, "completed": completed}
+    write_state(run_path, RUN_STATE_FILE, state)
 
 
 def _scaling(cfg: Config) -> Any:
     import ray.train
 
-    resources = dict(cfg.train.resources_per_worker)
-    if cfg.train.device == "cuda":
-        resources.setdefault("GPU", 1.0)
-    if cfg.train.device == "npu":
-        resources.setdefault("NPU", 1.0)
     return ray.train.ScalingConfig(
         num_workers=cfg.train.num_workers,
         use_gpu=cfg.train.device == "cuda",
-        resources_per_worker=resources,
+        resources_per_worker=ray_resources(cfg.train.resources_per_worker, cfg.train.device),
     )
 
 
-def fit(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True) -> Any:
+def fit(
+    cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True
+) -> tuple[Any, str | None]:
     """Run the TorchTrainer for ``cfg``; returns Ray's ``Result`` and the MLflow run id."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -142,13 +164,9 @@ def fit(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True)
     check_device(cfg.train.device)
     cfg = _absolute_paths(cfg)
     init_ray()
-    storage = _storage(cfg)
-    run_dir = Path(storage) / cfg.train.run_name
-    if (run_dir / COMPLETED_FILE).exists():
-        shutil.rmtree(run_dir)
-    run_id = _open_mlflow_run(cfg, run_dir) if track else None
-    if not track:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    storage = absolute_storage(cfg.train.storage_path)
+    run_path = f"{storage}/{cfg.train.run_name}"
+    run_id = _start_run(cfg, run_path, track=track)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -171,24 +189,19 @@ def fit(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True)
     status = result.return_value or {}
     if status.get("status") == "nonfinite":
         raise NonFiniteLossError(status["message"])
-    (run_dir / COMPLETED_FILE).write_text("finished\n")
+    _write_run_state(run_path, cfg, run_id, completed=True)
     return result, run_id
 
 
 def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
-    """Write ``model.pt`` (inference weights) and ``config.yaml`` for DVC; return the model."""
-    state = load_state(checkpoint_dir)
-    cfg_text = (checkpoint_dir / "config.yaml").read_text()
-    cfg = Config.model_validate(yaml.safe_load(cfg_text))
-    model = SmartAssign.from_config(cfg)
-    model.load_state_dict(inference_weights(state))
-    model.eval()
+    """Write ``model.pt`` (inference weights), ``config.yaml`` and ``history.json`` of a
+    checkpoint into ``model_dir`` for DVC; return the model."""
+    model = load_model(checkpoint_dir)
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    save_model_dir(model, model_dir, cfg_text)
-    (model_dir / "history.json").write_text(
-        json.dumps(state["progress"]["history"], indent=2) + "\n"
-    )
+    save_model_dir(model, model_dir, (checkpoint_dir / CONFIG_FILE).read_text())
+    history = load_state(checkpoint_dir)["progress"]["history"]
+    (model_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     return model
 
 

@@ -80,23 +80,12 @@ def routing_for(cfg: ModelConfig) -> Routing:
 
 @dataclass
 class Knowledge:
-    """Unique and common knowledge (Eq. 2) and, with the contrast on, their DRM matrices."""
+    """Unique and common knowledge (Eq. 2) and, with the contrast on, their DRM matrices,
+    each keyed by kind: ``rk`` (F_rk), ``ck`` (F_ck), ``sk`` (F_sk)."""
 
     tensors: dict[str, torch.Tensor]
     gates: dict[str, torch.Tensor]
     matrices: dict[str, torch.Tensor] | None = None
-
-    @property
-    def rk(self) -> torch.Tensor | None:
-        return self.tensors.get("rk")
-
-    @property
-    def ck(self) -> torch.Tensor | None:
-        return self.tensors.get("ck")
-
-    @property
-    def sk(self) -> torch.Tensor | None:
-        return self.tensors.get("sk")
 
 
 @dataclass

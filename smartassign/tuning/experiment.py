@@ -1,27 +1,31 @@
 """Bookkeeping shared by the drivers that run Ray Tune experiments (sweeps, ablation studies).
 
 A driver's experiment lives in a folder (local or ``s3://`` / ``gs://``) with a small state
-file beside the Tune data: the fingerprint of the configuration it runs, its MLflow parent
-run and whether it completed. :func:`start` decides from that file whether a rerun resumes
-(unfinished, same configuration, Tune state present) or starts afresh, and :func:`complete`
-marks it done, so a later run with the same configuration starts afresh (code may have
-changed in between). :func:`trainable` and :func:`run_config` are the Tune settings both
-drivers share: resources per trial, storage, one checkpoint kept per trial.
+file beside the Tune data (:mod:`smartassign.engine.run_state`): the fingerprint of the
+configuration it runs, its MLflow parent run and whether it completed. :func:`start`
+decides from that file whether a rerun resumes (unfinished, same configuration, Tune state
+present) or starts afresh, and :func:`complete` marks it done, so a later run with the same
+configuration starts afresh (code may have changed in between). :func:`trainable` and
+:func:`run_config` are the Tune settings both drivers share: resources per trial, storage,
+one checkpoint kept per trial.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.fs
-
 from smartassign.config import Config
 from smartassign.engine import tracking
+from smartassign.engine.devices import ray_resources
+from smartassign.engine.run_state import (
+    fingerprint,
+    read_state,
+    remove,
+    write_state,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -31,53 +35,10 @@ STATE_FILE = "smartassign_experiment.json"
 """Resume state of a sweep or an ablation study (config fingerprint, MLflow parent run)."""
 
 
-def absolute_storage(storage: str) -> str:
-    """A storage path, local paths made absolute (trials run in other working directories)."""
-    return storage.rstrip("/") if "://" in storage else str(Path(storage).resolve())
-
-
 def absolute_data(cfg: Config) -> Config:
     """``data.root`` resolved against this working directory (trials change theirs)."""
     root = cfg.data.root
     return cfg if "://" in root else cfg.override({"data.root": str(Path(root).resolve())})
-
-
-def fingerprint(cfg: Config) -> str:
-    """sha256 of the whole configuration: an experiment resumes only with the same one."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
-
-
-def trial_resources(resources: Mapping[str, float], device: str) -> dict[str, float]:
-    """Ray resources of one trial (zero amounts dropped), with a GPU / NPU for those devices."""
-    wanted = {key: amount for key, amount in resources.items() if amount > 0}
-    if device == "cuda":
-        wanted.setdefault("GPU", 1.0)
-    if device == "npu":
-        wanted.setdefault("NPU", 1.0)
-    return wanted
-
-
-def _read_state(path: str) -> dict[str, Any] | None:
-    """The state file of the experiment at ``path``, or ``None``."""
-    fs, base = pyarrow.fs.FileSystem.from_uri(path)
-    target = f"{base}/{STATE_FILE}"
-    if fs.get_file_info(target).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(target) as stream:
-        return json.loads(stream.read().decode())
-
-
-def _write_state(path: str, state: dict[str, Any]) -> None:
-    fs, base = pyarrow.fs.FileSystem.from_uri(path)
-    fs.create_dir(base, recursive=True)
-    with fs.open_output_stream(f"{base}/{STATE_FILE}") as stream:
-        stream.write(json.dumps(state, indent=2).encode())
-
-
-def _remove(path: str) -> None:
-    fs, base = pyarrow.fs.FileSystem.from_uri(path)
-    if fs.get_file_info(base).type == pyarrow.fs.FileType.Directory:
-        fs.delete_dir(base)
 
 
 @dataclass
@@ -118,7 +79,7 @@ def start(
     init_ray()
     client = tracking.client()
     restorable = tune.Tuner.can_restore(restore_path)
-    state = _read_state(path)
+    state = read_state(path, STATE_FILE)
     resume = (
         not fresh
         and state is not None
@@ -133,10 +94,12 @@ def start(
     if state is not None and not state["completed"]:
         print(f"discarding the unfinished {what} in {path} (--fresh or new params)", flush=True)
     if state is not None or restorable:
-        _remove(path)
+        remove(path)
     parent_run_id = open_parent(client, cfg, run_name=run_name, section=section, tags=tags)
-    _write_state(
-        path, {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": False}
+    write_state(
+        path,
+        STATE_FILE,
+        {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": False},
     )
     return Started(cfg, client, parent_run_id, resume=False)
 
@@ -149,7 +112,7 @@ def trainable(
     from ray import tune
 
     return tune.with_resources(
-        tune.with_parameters(function, **parameters), trial_resources(resources, device)
+        tune.with_parameters(function, **parameters), ray_resources(resources, device)
     )
 
 
@@ -168,6 +131,8 @@ def run_config(name: str, storage_path: str, callbacks: Sequence[tune.Callback])
 
 def complete(path: str, cfg: Config, parent_run_id: str) -> None:
     """Mark the experiment at ``path`` finished: a rerun starts afresh."""
-    _write_state(
-        path, {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": True}
+    write_state(
+        path,
+        STATE_FILE,
+        {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": True},
     )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from smartassign.config import Config, ConfigError, TuneConfig
 from smartassign.engine import tracking
 from smartassign.engine.devices import check_device
+from smartassign.engine.run_state import absolute_storage
 from smartassign.tuning import experiment, runs
 from smartassign.tuning.best import write_best_params
 from smartassign.tuning.space import Domain, check_space, param_space
@@ -50,7 +51,7 @@ class SweepResult:
 
 def storage_path(tune_cfg: TuneConfig) -> str:
     """``tune.storage_path``, a local path made absolute (trials run elsewhere)."""
-    return experiment.absolute_storage(tune_cfg.storage_path)
+    return absolute_storage(tune_cfg.storage_path)
 
 
 def experiment_path(tune_cfg: TuneConfig) -> str:

@@ -1,0 +1,56 @@
+"""Run folders in local or remote storage, and the state file that decides resumption.
+
+Training runs, sweeps and ablation studies live in a folder under a storage path that is a
+local directory or an ``s3://`` / ``gs://`` URI (read and written through ``pyarrow.fs``,
+as Ray does). Beside Ray's own data each keeps a small JSON state file: the fingerprint of
+the configuration it runs, its MLflow run, and whether it completed. A rerun resumes only an
+unfinished run with the same fingerprint; otherwise the folder is removed and the run starts
+afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+
+from smartassign.config import Config
+
+
+def absolute_storage(storage: str) -> str:
+    """A storage path, local paths made absolute (workers and trials run in other working
+    directories); URIs are kept, without a trailing slash."""
+    return storage.rstrip("/") if "://" in storage else str(Path(storage).resolve())
+
+
+def fingerprint(cfg: Config) -> str:
+    """sha256 of the whole configuration: a run resumes only with the same one."""
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def read_state(folder: str, name: str) -> dict[str, Any] | None:
+    """The JSON state file ``name`` in ``folder`` (local or URI), or ``None``."""
+    fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+    target = f"{base}/{name}"
+    if fs.get_file_info(target).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(target) as stream:
+        return json.loads(stream.read().decode())
+
+
+def write_state(folder: str, name: str, state: dict[str, Any]) -> None:
+    """Write ``state`` as the JSON file ``name`` in ``folder``, creating the folder."""
+    fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+    fs.create_dir(base, recursive=True)
+    with fs.open_output_stream(f"{base}/{name}") as stream:
+        stream.write(json.dumps(state, indent=2).encode())
+
+
+def remove(folder: str) -> None:
+    """Delete ``folder`` (local or URI) with everything in it, if it exists."""
+    fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+    if fs.get_file_info(base).type == pyarrow.fs.FileType.Directory:
+        fs.delete_dir(base)

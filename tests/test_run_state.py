@@ -1,0 +1,42 @@
+"""Run folders and their state files, local paths and URIs alike (engine.run_state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smartassign.config import Config
+from smartassign.engine.run_state import (
+    absolute_storage,
+    fingerprint,
+    read_state,
+    remove,
+    write_state,
+)
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_state_is_written_read_and_removed_with_its_folder(tmp_path: Path, as_uri: bool):
+    folder = tmp_path / "runs" / "one"
+    location = folder.as_uri() if as_uri else str(folder)
+    assert read_state(location, "state.json") is None
+    write_state(location, "state.json", {"completed": False, "n": 1})
+    assert (folder / "state.json").is_file()
+    assert read_state(location, "state.json") == {"completed": False, "n": 1}
+    (folder / "checkpoint_0").mkdir()
+    remove(location)
+    assert not folder.exists()
+    remove(location)  # nothing there: no error
+
+
+def test_storage_paths_are_made_absolute_and_uris_kept(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_storage("outputs/ray") == str(tmp_path / "outputs" / "ray")
+    assert absolute_storage("s3://bucket/runs/") == "s3://bucket/runs"
+
+
+def test_fingerprint_changes_with_any_parameter():
+    cfg = Config()
+    assert fingerprint(cfg) == fingerprint(Config())
+    assert fingerprint(cfg) != fingerprint(cfg.override({"train.lr": 0.002}))
