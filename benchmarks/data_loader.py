@@ -13,9 +13,6 @@ worker start-up, which is reported apart), prints the JSON and writes it to ``--
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,11 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+from reporting import write_report
 
 from smartassign.config import load_config
 from smartassign.data.dataset import build_dataloader
 from smartassign.data.manifest import manifest_path
 from smartassign.data.prepare import prepare
+from smartassign.engine.devices import machine
 
 
 def _pass(loader: torch.utils.data.DataLoader, samples: int, epoch: int) -> float:
@@ -93,16 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         "first_batch_s": round(startup_s, 3),
         "prepare_s": None if prepare_s is None else round(prepare_s, 1),
         "training_pairs": pairs,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "machine": machine(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    write_report(result, args.out)
     return 0
 
 

@@ -20,15 +20,14 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-import torch
+from reporting import write_report
 
 from smartassign.config import Config, load_config
 from smartassign.data import TASKS
+from smartassign.engine.devices import machine
 from smartassign.engine.loop import LocalSession, WorkerRun
 
 DEFAULT_SETTINGS = {"shipped params": {}, "paper recognition weight": {"loss.recog_weight": 1.0}}
@@ -86,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     with multiprocessing.get_context("spawn").Pool(len(configs)) as pool:
         curves = pool.map(_run, [(cfg, args.steps, args.every) for cfg in configs])
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor()}",
-        "torch": torch.__version__,
+        "machine": machine(),
         "steps": args.steps,
         "batch_size": base.train.batch_size,
         "crop_size": base.data.crop_size,
@@ -96,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             for (name, overrides), curve in zip(settings.items(), curves, strict=True)
         },
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    write_report(result, args.out)
     return 0
 
 

@@ -15,20 +15,18 @@ belongs to that measurement alone. Times are medians over ``--repeats`` runs aft
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import platform
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from reporting import write_report
 
 from smartassign.config import load_config
-from smartassign.engine.devices import autocast_dtype
+from smartassign.engine.devices import autocast_dtype, machine
 from smartassign.engine.step import Optimisation
 from smartassign.model import SmartAssign
 from smartassign.model.summary import summarize
@@ -150,22 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         "gmacs_256": round(summary.gmacs, 3),
         "gflops_256": round(2 * summary.gmacs, 3),
         "device": device,
-        "device_name": (
-            torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"
-        ),
         "threads": args.threads,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
+        "machine": machine(),
     }
     tasks = [(f"forward{side}", f"forward_{side}") for side in args.forward_sizes]
     tasks += [(f"train{b}x{s}", f"train_step_b{b}_{s}") for b, s in args.train_batches]
     for task, label in tasks:
         result[label] = _in_fresh_process(task, args.params, device, args.repeats, args.threads)
         print(f"{label}: {result[label]}", file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_report(result, args.out)
     return 0
 
 

@@ -13,16 +13,17 @@ Ray overhead ratio = median epoch time under Ray / median epoch time in plain Py
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from reporting import write_report
 
 from smartassign.config import load_config
 from smartassign.engine.checkpoint import load_state
+from smartassign.engine.devices import machine
 from smartassign.engine.loop import LocalSession, WorkerRun
 from smartassign.engine.run import fit
 
@@ -91,12 +92,9 @@ def main() -> None:
         "train_images_per_s": round(samples / ray_median, 2),
         "plain_images_per_s": round(samples / plain_median, 2),
         "ray_overhead_ratio": round(ray_median / plain_median, 3),
-        "torch": torch.__version__,
+        "machine": machine(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def test_data_loader_benchmark_reads_the_prepared_pairs(
     assert report["samples_per_s"] > 0
 
 
-def test_model_benchmark_times_the_training_step_of_the_loop(
+def test_model_benchmark_writes_forward_and_training_step_timings(
     tiny_config_file, tmp_path, monkeypatch
 ):
     bench = _load("model", monkeypatch)
@@ -93,3 +93,25 @@ def test_model_benchmark_times_the_training_step_of_the_loop(
     assert "forward_256" not in report
     with pytest.raises(SystemExit):
         bench.main([*argv, "--train-batches", "2by32"])
+
+
+def test_inference_benchmark_measures_tiles_against_the_whole_pass(
+    tiny_config_file, tmp_path, monkeypatch
+):
+    bench = _load("inference", monkeypatch)
+    out = tmp_path / "inference.json"
+    argv = ["--params", str(tiny_config_file("inference")), "--repeats", "1", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main([*argv, "--small-tiles", "96/48", "--no-export", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(out.read_text())
+    small, photo = report["tiles"]
+    assert (small["image"], small["tile_size"], small["tile_overlap"]) == ("200x300", 96, 48)
+    assert photo["image"] == "854x1280"
+    for row in (small, photo):
+        assert 0 < row["image_max_abs_diff"] < 1e-3, row
+        assert 0 < row["tile_max_abs_diff"] < 0.05, row
+        assert row["whole_s"] > 0 and row["image_s"] > 0 and row["tile_s"] > 0
+    assert "export" not in report
