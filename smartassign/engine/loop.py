@@ -334,6 +334,12 @@ class WorkerRun:
             self.log_epoch(self.progress.epoch, self.progress.history[-1])
 
 
+def _monitored(monitor: str, metrics: dict[str, float]) -> str:
+    """The monitored value as the epoch line shows it: PSNR in dB, others to 4 decimals."""
+    value = metrics[monitor]
+    return f"{value:.2f} dB" if "psnr" in monitor else f"{value:.4f}"
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Entry point of every Ray Train worker; ``loop_config["config"]`` is the config dict.
 
@@ -357,8 +363,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
             _progress(
                 f"epoch {run.progress.epoch}/{cfg.train.epochs}: "
                 f"loss {metrics.get('train/loss/total', float('nan')):.4f}  "
-                f"{cfg.train.monitor} {metrics[cfg.train.monitor]:.4g}"
-                f"{' dB' if 'psnr' in cfg.train.monitor else ''}  "
+                f"{cfg.train.monitor} {_monitored(cfg.train.monitor, metrics)}  "
                 f"({metrics['train/epoch_seconds']:.1f} s)"
             )
     return {"status": "finished", "epoch": run.progress.epoch}
