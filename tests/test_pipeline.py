@@ -76,6 +76,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     second = _run(["dvc", "repro"], repo, env)
     assert "Running stage" not in second
     assert "up to date" in second
+    _check_remote(repo, tmp_path, env, git)
     assert "ablate" not in first + second
     assert not (repo / "outputs/ablate/report").exists()
 
@@ -92,6 +93,22 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     assert "Running stage 'prepare'" not in experiment
     history = json.loads((repo / "outputs/train/history.json").read_text())
     assert len(history) == 2
+
+
+def _check_remote(repo: Path, tmp_path: Path, env: dict[str, str], git: list[str]) -> None:
+    """``dvc push`` to a remote, then a fresh clone with the lock file pulls everything the
+    DAG made (metrics and plots too): nothing is left to rerun there."""
+    remote = tmp_path / "dvc-remote"
+    _run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], repo, env)
+    _run(["dvc", "push"], repo, env)
+    clone = tmp_path / "clone"
+    _run([*git, "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    shutil.copy2(repo / "dvc.lock", clone / "dvc.lock")
+    _run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], clone, env)
+    _run(["dvc", "pull", "dvc.yaml"], clone, env)
+    stages = ["prepare", "train", "evaluate", "register", "promote"]
+    assert "up to date" in _run(["dvc", "status", *stages], clone, env)
+    assert (clone / "outputs/evaluate/metrics.json").is_file()
 
 
 ARMS = ["V4-rain", "V4-snow", "V6", "K1"]
