@@ -8,6 +8,7 @@ import pytest
 
 from smartassign.config import Config
 from smartassign.engine.run_state import (
+    absolute_paths,
     absolute_storage,
     fingerprint,
     read_state,
@@ -30,10 +31,15 @@ def test_state_is_written_read_and_removed_with_its_folder(tmp_path: Path, as_ur
     remove(location)  # nothing there: no error
 
 
-def test_storage_paths_are_made_absolute_and_uris_kept(tmp_path: Path, monkeypatch):
+def test_local_paths_are_made_absolute_and_uris_kept(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_storage("outputs/ray") == str(tmp_path / "outputs" / "ray")
     assert absolute_storage("s3://bucket/runs/") == "s3://bucket/runs"
+    cfg = absolute_paths(
+        Config().override({"data.root": "s3://bucket/data"}), ("data.root", "train.model_dir")
+    )
+    assert cfg.data.root == "s3://bucket/data"
+    assert cfg.train.model_dir == str(tmp_path / "models" / "smartassign")
 
 
 def test_fingerprint_changes_with_any_parameter():

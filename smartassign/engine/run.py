@@ -28,6 +28,7 @@ from smartassign.engine.checkpoint import CONFIG_FILE, load_state
 from smartassign.engine.devices import BACKENDS, check_device, ray_resources
 from smartassign.engine.loop import train_loop_per_worker
 from smartassign.engine.run_state import (
+    absolute_paths,
     absolute_storage,
     fingerprint,
     read_state,
@@ -81,18 +82,6 @@ def manifest_hash(cfg: Config) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _absolute_paths(cfg: Config) -> Config:
-    """Local paths resolved against the driver's working directory (workers may run
-    elsewhere)."""
-    updates = {}
-    for key in ("data.root", "train.model_dir"):
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if "://" not in value:
-            updates[key] = str(Path(value).resolve())
-    return cfg.override(updates)
 
 
 def _new_mlflow_run(cfg: Config) -> str:
@@ -162,7 +151,7 @@ def fit(
             "train.num_workers: 0 is only for `smartassign tune` trials; use 1 or more to train"
         )
     check_device(cfg.train.device)
-    cfg = _absolute_paths(cfg)
+    cfg = absolute_paths(cfg, ("data.root", "train.model_dir"))
     init_ray()
     storage = absolute_storage(cfg.train.storage_path)
     run_path = f"{storage}/{cfg.train.run_name}"

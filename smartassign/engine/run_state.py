@@ -26,6 +26,18 @@ def absolute_storage(storage: str) -> str:
     return storage.rstrip("/") if "://" in storage else str(Path(storage).resolve())
 
 
+def absolute_paths(cfg: Config, keys: tuple[str, ...] = ("data.root",)) -> Config:
+    """``cfg`` with the local paths at the dotted ``keys`` resolved against this working
+    directory (Ray workers and trials run in others); URIs are kept."""
+    updates = {}
+    for key in keys:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if "://" not in value:
+            updates[key] = str(Path(value).resolve())
+    return cfg.override(updates)
+
+
 def fingerprint(cfg: Config) -> str:
     """sha256 of the whole configuration: a run resumes only with the same one."""
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()

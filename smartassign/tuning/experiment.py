@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smartassign.config import Config
 from smartassign.engine import tracking
 from smartassign.engine.devices import ray_resources
 from smartassign.engine.run_state import (
+    absolute_paths,
     fingerprint,
     read_state,
     remove,
@@ -33,12 +33,6 @@ if TYPE_CHECKING:
 
 STATE_FILE = "smartassign_experiment.json"
 """Resume state of a sweep or an ablation study (config fingerprint, MLflow parent run)."""
-
-
-def absolute_data(cfg: Config) -> Config:
-    """``data.root`` resolved against this working directory (trials change theirs)."""
-    root = cfg.data.root
-    return cfg if "://" in root else cfg.override({"data.root": str(Path(root).resolve())})
 
 
 @dataclass
@@ -75,7 +69,7 @@ def start(
     from smartassign.engine.run import init_ray
     from smartassign.tuning.runs import open_parent
 
-    cfg = absolute_data(cfg)
+    cfg = absolute_paths(cfg)
     init_ray()
     client = tracking.client()
     restorable = tune.Tuner.can_restore(restore_path)
