@@ -177,6 +177,8 @@ def _registered_version(path: Path, model_name: str) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"--registered {path}: not found; run `smartassign register` first")
     record = json.loads(path.read_text())
+    if "version" not in record:
+        raise ValueError(f"--registered {path}: no version in it; not a `register --out` file")
     if record.get("model_name") != model_name:
         raise ValueError(
             f"--registered {path}: it names model {record.get('model_name')!r}, "

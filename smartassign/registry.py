@@ -141,9 +141,9 @@ def _version_metrics(
     metrics = _metrics_of(tags)
     if metric not in metrics:
         raise PromotionError(
-            f"model {name} version {version} has no {metric!r} tag: it was registered with "
-            f"another registry.metric, or without evaluation metrics; evaluate it and compare "
-            f"on a metric both versions have (registry.metric is {metric!r})"
+            f"model {name} version {version} has no {metric!r} tag: its evaluation did not "
+            "measure it (e.g. a task that version does not restore); compare on a metric both "
+            "versions have (registry.metric) or --force --reason TEXT"
         )
     return metrics
 
@@ -265,6 +265,11 @@ def _champion_value(
             f"of champion v{champion} {'+'.join(_tasks(scores))}: not comparable; set "
             "registry.metric to a per-task metric both have (e.g. test/rain/psnr_y) "
             "or --force --reason TEXT"
+        )
+    if metric not in scores:
+        raise PromotionError(
+            f"champion v{champion} has no {metric} on the current test set (a task it does "
+            "not restore?); compare on a metric both versions have, or --force --reason TEXT"
         )
     return scores[metric]
 

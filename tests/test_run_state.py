@@ -46,3 +46,6 @@ def test_fingerprint_changes_with_any_parameter():
     cfg = Config()
     assert fingerprint(cfg) == fingerprint(Config())
     assert fingerprint(cfg) != fingerprint(cfg.override({"train.lr": 0.002}))
+    registry_edit = cfg.override({"registry.metric": "test/ssim_mean"})
+    assert fingerprint(registry_edit, ("model", "train")) == fingerprint(cfg, ("model", "train"))
+    assert fingerprint(registry_edit) != fingerprint(cfg)

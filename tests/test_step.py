@@ -64,3 +64,21 @@ def test_a_float16_overflow_is_skipped_and_the_scale_lowered():
     for b, a in zip(before, _weights(optimisation), strict=True):
         assert torch.equal(b, a)
     assert scaler.get_scale() == 2.0**126
+
+
+@pytest.mark.parametrize(("scale", "stops"), [(2.0**16, False), (0.5, True)])
+def test_a_nan_gradient_under_float16_stops_once_the_scale_is_spent(scale: float, stops: bool):
+    """A NaN gradient with finite loss terms looks like an overflow at first (skipped);
+    with the scale already below 1 it cannot be one, and the run stops."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+    optimisation = _optimisation(scaler)
+    weight = next(optimisation.model.parameters())
+    weight.register_hook(lambda grad: grad * float("nan"))
+    if stops:
+        with pytest.raises(NonFiniteLossError, match="step 3: gradient norm is not finite"):
+            optimisation.step(*_batch(), index=3)
+    else:
+        before = _weights(optimisation)
+        optimisation.step(*_batch(), index=3)
+        for b, a in zip(before, _weights(optimisation), strict=True):
+            assert torch.equal(b, a)

@@ -1,4 +1,4 @@
-"""Paired augmentation (albumentations) and the conversion of pixels to tensors.
+"""Paired augmentation (albumentations) of degraded / clean training pairs.
 
 The same random crop and horizontal flip hit the degraded input and its clean target: the
 target is passed as an ``additional_targets`` image of one ``Compose``. No photometric

@@ -6,10 +6,10 @@ machine, opens (or reopens) the MLflow run, runs :func:`train_loop_per_worker` o
 
 A run is identified by ``train.storage_path / train.run_name`` (a local folder or an
 ``s3://`` / ``gs://`` URI). Started again after an interruption (driver killed, out of
-retries) with the same configuration, it resumes from its latest checkpoint and the same
-MLflow run. A run that finished, or an unfinished one whose configuration differs (edited
-params: its checkpoints hold another model or optimiser), is started afresh; the old
-MLflow run stays, marked killed.
+retries) with the same ``model`` / ``loss`` / ``data`` / ``train`` params and tracking, it
+resumes from its latest checkpoint and the same MLflow run. A run that finished, or an
+unfinished one whose params differ (its checkpoints hold another model or optimiser) or
+that was tracked differently, is started afresh; the old MLflow run stays, marked killed.
 """
 
 from __future__ import annotations
@@ -102,21 +102,28 @@ def _new_mlflow_run(cfg: Config) -> str:
     return run.info.run_id
 
 
+TRAINING_SECTIONS = ("model", "loss", "data", "train")
+"""Config sections a training run depends on: a change elsewhere (registry, inference,
+tune, ablation) does not restart an interrupted run."""
+
+
 def _start_run(cfg: Config, run_path: str, *, track: bool) -> str | None:
-    """Resume the unfinished run at ``run_path`` when its configuration is ``cfg``'s, else
-    clear the folder and open a new MLflow run (when ``track``); returns the MLflow run id."""
+    """Resume the unfinished run at ``run_path`` when it trains ``cfg``'s model the same way
+    and with the same MLflow tracking, else clear the folder and open a new MLflow run (when
+    ``track``); returns the MLflow run id."""
     state = read_state(run_path, RUN_STATE_FILE)
-    key = fingerprint(cfg)
-    if state is not None and not state["completed"] and state["fingerprint"] == key:
-        print(f"resuming the interrupted training run in {run_path}", flush=True)
-        return state["mlflow_run_id"]
     if state is not None and not state["completed"]:
+        same_params = state["fingerprint"] == fingerprint(cfg, TRAINING_SECTIONS)
+        same_tracking = (state["mlflow_run_id"] is not None) == track
+        if same_params and same_tracking:
+            print(f"resuming the interrupted training run in {run_path}", flush=True)
+            return state["mlflow_run_id"]
+        why = "other params" if not same_params else f"MLflow tracking {'off' if track else 'on'}"
         print(
-            f"discarding the unfinished training run in {run_path}: it was started with "
-            "other params",
+            f"discarding the unfinished training run in {run_path}: it was started with {why}",
             flush=True,
         )
-        if state["mlflow_run_id"] is not None:
+        if track and state["mlflow_run_id"] is not None:
             tracking.client().set_terminated(state["mlflow_run_id"], status="KILLED")
     remove(run_path)
     run_id = _new_mlflow_run(cfg) if track else None
@@ -125,7 +132,8 @@ def _start_run(cfg: Config, run_path: str, *, track: bool) -> str | None:
 
 
 def _write_run_state(run_path: str, cfg: Config, run_id: str | None, *, completed: bool) -> None:
-    state = {"fingerprint": fingerprint(cfg), "mlflow_run_id": run_id, "completed": completed}
+    key = fingerprint(cfg, TRAINING_SECTIONS)
+    state = {"fingerprint": key, "mlflow_run_id": run_id, "completed": completed}
     write_state(run_path, RUN_STATE_FILE, state)
 
 

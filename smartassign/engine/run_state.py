@@ -38,9 +38,13 @@ def absolute_paths(cfg: Config, keys: tuple[str, ...] = ("data.root",)) -> Confi
     return cfg.override(updates)
 
 
-def fingerprint(cfg: Config) -> str:
-    """sha256 of the whole configuration: a run resumes only with the same one."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+def fingerprint(cfg: Config, sections: tuple[str, ...] | None = None) -> str:
+    """sha256 of the configuration (only ``sections`` of it when given): a run resumes only
+    with the same one."""
+    tree = cfg.to_dict()
+    if sections is not None:
+        tree = {section: tree[section] for section in sections}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
 
 
 def read_state(folder: str, name: str) -> dict[str, Any] | None:

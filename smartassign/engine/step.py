@@ -27,6 +27,11 @@ class NonFiniteLossError(RuntimeError):
     """A loss term or the gradient norm became NaN or infinite."""
 
 
+MIN_LOSS_SCALE = 1.0
+"""Below this float16 loss scale a non-finite gradient is no overflow: the GradScaler has
+halved its scale (65536 at the start) on every step since, so the gradient itself is bad."""
+
+
 @dataclass
 class Optimisation:
     """The model and everything that updates it; each part's ``state_dict`` is checkpointed.
@@ -109,8 +114,9 @@ class Optimisation:
         """One optimiser step on a batch (``task``: 0 rain, 1 snow per sample); returns the
         loss terms. Raises ``NonFiniteLossError`` naming step ``index`` before the weights
         change when a loss term is not finite, or the gradient norm without a GradScaler.
-        Under float16 a non-finite gradient with finite loss terms is an overflow of the
-        scaled loss: the scaler skips that step and lowers its scale, as it is meant to."""
+        Under float16 a non-finite gradient with finite loss terms is taken for an overflow
+        of the scaled loss: the scaler skips that step and halves its scale, as it is meant
+        to, until the scale falls below ``MIN_LOSS_SCALE``, where it raises as well."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp_dtype):
             output = self.net(degraded, task)
@@ -121,7 +127,9 @@ class Optimisation:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         values = terms.as_floats()
         bad = [n for n, v in values.items() if n != "total" and not math.isfinite(v)]
-        bad_gradient = not math.isfinite(float(grad_norm)) and not self.scaler.is_enabled()
+        bad_gradient = not math.isfinite(float(grad_norm)) and (
+            not self.scaler.is_enabled() or self.scaler.get_scale() < MIN_LOSS_SCALE
+        )
         if bad or not math.isfinite(values["total"]) or bad_gradient:
             where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
             raise NonFiniteLossError(
