@@ -83,9 +83,11 @@ def test_stage_deps_are_the_code_it_runs(name: str, stage: dict):
         str(path) for path in code if not any(path == dep or dep in path.parents for dep in deps)
     )
     assert not uncovered, f"{name}: add these to its deps: {uncovered}"
-    unused = [
-        str(dep)
+    listed = {
+        path.relative_to(REPO)
         for dep in deps
-        if dep.parts[0] == "smartassign" and not any(p == dep or dep in p.parents for p in code)
-    ]
+        if dep.parts[0] == "smartassign"
+        for path in ([REPO / dep] if dep.suffix else sorted((REPO / dep).rglob("*.py")))
+    }
+    unused = sorted(str(path) for path in listed - code)
     assert not unused, f"{name}: these deps are code it never imports: {unused}"

@@ -109,6 +109,8 @@ def _check_remote(repo: Path, tmp_path: Path, env: dict[str, str], git: list[str
     stages = ["prepare", "train", "evaluate", "register", "promote"]
     assert "up to date" in _run(["dvc", "status", *stages], clone, env)
     assert (clone / "outputs/evaluate/metrics.json").is_file()
+    assert (clone / "outputs/train/history.json").is_file()
+    assert (clone / "models/smartassign/model.pt").is_file()
 
 
 ARMS = ["V4-rain", "V4-snow", "V6", "K1"]
