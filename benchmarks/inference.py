@@ -7,8 +7,9 @@ The model is ``--model`` (a model folder, checkpoint or MLflow URI) or, by defau
 network of ``--params`` with seeded random weights whose restoration decoders end in a
 random layer (untrained ones end in zeros and return their input), so that anyone can
 rerun it without training. Images: a smooth random 200x300 image (noise averaged over 2x2
-blocks) restored in small tiles, and scikit-learn's ``china.jpg`` photo upscaled 2x to
-854x1280, restored with ``inference.tile_size`` / ``tile_overlap`` of the params. For each
+blocks) restored in small tiles, and scikit-learn's ``china.jpg`` photo upscaled 2x
+(bicubic) to 854x1280, restored with ``inference.tile_size`` / ``tile_overlap`` of the
+params. For each
 image and tile setting: the whole-image pass, and the tiled pass with ``gate_statistics``
 ``image`` and ``tile``: the largest absolute difference of the derained image to the
 whole pass (before 8-bit quantisation) and the median time of ``--repeats`` runs.
@@ -57,7 +58,9 @@ def _smooth_image(height: int, width: int) -> torch.Tensor:
 def _photo() -> torch.Tensor:
     path = next(p.path for p in builtin_photos() if p.name == "china")
     pixels = read_rgb(path).pixels
-    upscaled = cv2.resize(pixels, (2 * pixels.shape[1], 2 * pixels.shape[0]), cv2.INTER_CUBIC)
+    upscaled = cv2.resize(
+        pixels, (2 * pixels.shape[1], 2 * pixels.shape[0]), interpolation=cv2.INTER_CUBIC
+    )
     return to_tensor(upscaled)[None]
 
 
