@@ -49,3 +49,34 @@ def test_fingerprint_changes_with_any_parameter():
     registry_edit = cfg.override({"registry.metric": "test/ssim_mean"})
     assert fingerprint(registry_edit, ("model", "train")) == fingerprint(cfg, ("model", "train"))
     assert fingerprint(registry_edit) != fingerprint(cfg)
+
+
+@pytest.mark.parametrize(
+    ("change", "track", "resumes"),
+    [
+        ({}, True, True),
+        ({"registry.metric": "test/ssim_mean"}, True, True),
+        ({"train.lr": 0.002}, True, False),
+        ({}, False, False),
+    ],
+    ids=["same", "registry-edit", "lr-edit", "untracked-rerun"],
+)
+def test_unfinished_training_run_resumes_only_with_its_params_and_tracking(
+    tmp_path: Path, mlflow_store: str, change: dict, track: bool, resumes: bool
+):
+    """The training driver's decision (engine.run._start_run): resume the folder and MLflow
+    run, or clear the folder, start a new run and mark the old one killed."""
+    from smartassign.engine import tracking
+    from smartassign.engine.run import _start_run
+
+    cfg = Config().override({"data.root": str(tmp_path / "data")})
+    run_path = str(tmp_path / "ray" / "run")
+    first = _start_run(cfg, run_path, track=True)
+    checkpoint = tmp_path / "ray" / "run" / "checkpoint_000000"
+    checkpoint.mkdir()
+    again = _start_run(cfg.override(change), run_path, track=track)
+    assert (again == first) is resumes
+    assert checkpoint.exists() is resumes
+    assert (again is None) is (not track)
+    status = tracking.client().get_run(first).info.status
+    assert (status == "KILLED") is (not resumes and track)

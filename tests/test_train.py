@@ -93,22 +93,6 @@ def test_interrupted_run_continues_its_epoch_count(tiny_config, mlflow_store, tm
     assert _run_state(cfg)["completed"]
 
 
-def test_rerun_with_other_params_starts_afresh(tiny_config, mlflow_store, tmp_path):
-    """An unfinished run is not resumed under edited params (its checkpoint holds another
-    optimiser state): the rerun starts from step 0 in a new MLflow run, the old one killed."""
-    cfg = tiny_config("edited", epochs=2, num_workers=1, max_failures=0)
-    with pytest.raises(Exception, match="injected failure"):
-        fit(cfg, fault={"step": steps_per_epoch(1) + 1, "marker": str(tmp_path / "interrupt")})
-    old_run = _run_state(cfg)["mlflow_run_id"]
-    result = train(tiny_config("edited", epochs=2, num_workers=1, max_failures=0, lr=0.001))
-    assert result.run_id != old_run
-    state = torch.load(result.checkpoint_dir / "state.pt", weights_only=False)
-    assert state["progress"]["resumes"] == 0
-    assert _history(result.run_id) == [1, 2]
-    assert tracking.client().get_run(old_run).info.status == "KILLED"
-    assert json.loads(tracking.client().get_run(result.run_id).data.params["train.lr"]) == 0.001
-
-
 def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tiny_config, mlflow_store):
     cfg = tiny_config("nonfinite", epochs=3, num_workers=1, max_failures=2)
     step = steps_per_epoch(1) + 1
