@@ -114,6 +114,22 @@ def test_zero_workers_is_refused_before_ray_starts(tiny_config):
         fit(tiny_config("zero", num_workers=0))
 
 
+def test_monitor_of_a_task_the_val_split_lacks_is_refused_before_ray_starts(
+    tiny_config, tiny_data, tmp_path
+):
+    from smartassign.config import ConfigError
+
+    root = tmp_path / "rain_only"
+    (root / "manifests").mkdir(parents=True)
+    lines = (tiny_data / "manifests" / "val.jsonl").read_text().splitlines()
+    rain = [line for line in lines if json.loads(line)["task"] == "rain"]
+    assert rain and len(rain) < len(lines)
+    (root / "manifests" / "val.jsonl").write_text("\n".join(rain) + "\n")
+    cfg = tiny_config("monitor", monitor="val/snow/psnr_y").override({"data.root": str(root)})
+    with pytest.raises(ConfigError, match=r"val/snow/psnr_y is never measured: .* no snow"):
+        fit(cfg)
+
+
 def test_cluster_path_through_ray_address(tiny_config_file, tmp_path):
     """``ray start --head`` then ``smartassign train`` with ``RAY_ADDRESS``, as in README."""
     import ray

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from smartassign.config import Config, ConfigError
+from smartassign.data.manifest import manifest_path, read_manifest
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import CONFIG_FILE, load_state
 from smartassign.engine.devices import BACKENDS, check_device, ray_resources
@@ -137,6 +138,20 @@ def _write_run_state(run_path: str, cfg: Config, run_id: str | None, *, complete
     write_state(run_path, RUN_STATE_FILE, state)
 
 
+def _check_monitor_is_measured(cfg: Config) -> None:
+    """Refuse, before Ray starts, a per-task ``train.monitor`` whose task the val split lacks
+    (the workers would fail on it after a whole epoch, once per allowed restart)."""
+    parts = cfg.train.monitor.split("/")
+    if len(parts) != 3:
+        return
+    path = manifest_path(Path(cfg.data.root), "val")
+    if path.is_file() and parts[1] not in {record.task for record in read_manifest(path)}:
+        raise ConfigError(
+            f"train.monitor: {cfg.train.monitor} is never measured: the val split ({path}) "
+            f"has no {parts[1]} images; monitor val/psnr_y_mean or a task the split has"
+        )
+
+
 def _scaling(cfg: Config) -> Any:
     import ray.train
 
@@ -160,6 +175,7 @@ def fit(
         )
     check_device(cfg.train.device)
     cfg = absolute_paths(cfg, ("data.root", "train.model_dir"))
+    _check_monitor_is_measured(cfg)
     init_ray()
     storage = absolute_storage(cfg.train.storage_path)
     run_path = f"{storage}/{cfg.train.run_name}"
