@@ -128,16 +128,18 @@ def register(cfg: Config, model_uri: str, metrics: dict[str, float | str], train
     return number
 
 
-def _version_metrics(
-    mlflow_client: MlflowClient, name: str, version: int, metric: str
-) -> dict[str, float]:
-    """The metric tags of ``version``, which must include ``metric``."""
+def _version_tags(mlflow_client: MlflowClient, name: str, version: int) -> dict[str, str]:
+    """The tags of ``version`` of model ``name``."""
     from mlflow.exceptions import MlflowException
 
     try:
-        tags = mlflow_client.get_model_version(name, str(version)).tags
+        return mlflow_client.get_model_version(name, str(version)).tags
     except MlflowException as error:
         raise PromotionError(f"model {name} has no version {version}") from error
+
+
+def _tagged_metrics(tags: dict[str, str], name: str, version: int, metric: str) -> dict[str, float]:
+    """The metrics in the tags of ``version``, which must include ``metric``."""
     metrics = _metrics_of(tags)
     if metric not in metrics:
         raise PromotionError(
@@ -180,16 +182,15 @@ def promote(
             f"no model named {name!r} is registered in {tracking.tracking_uri()}: "
             "run `smartassign register` first (or check registry.model_name)"
         )
-    if version is None:
-        aliases = _aliases(mlflow_client, name)
-        challenger = next((v for v, a in aliases.items() if CHALLENGER in a), None)
-        if challenger is None:
-            raise PromotionError(f"no version of {name} has the alias {CHALLENGER}: pass --version")
-        version = challenger
-    candidate = _version_metrics(mlflow_client, name, version, metric)
-    candidate_value = candidate[metric]
-    candidate_set = mlflow_client.get_model_version(name, str(version)).tags.get(TEST_SET_TAG)
     aliases = _aliases(mlflow_client, name)
+    if version is None:
+        version = next((v for v, a in aliases.items() if CHALLENGER in a), None)
+        if version is None:
+            raise PromotionError(f"no version of {name} has the alias {CHALLENGER}: pass --version")
+    tags = _version_tags(mlflow_client, name, version)
+    candidate = _tagged_metrics(tags, name, version, metric)
+    candidate_value = candidate[metric]
+    candidate_set = tags.get(TEST_SET_TAG)
     champion = next((v for v, a in aliases.items() if CHAMPION in a), None)
     champion_value = None
     if champion is not None and champion != version and not force:
@@ -242,9 +243,9 @@ def _champion_value(
     """The champion's ``metric`` over the candidate's test set and tasks, re-evaluated
     when it was scored on another test set; ``PromotionError`` when that cannot be had."""
     version, candidate_metrics, candidate_set = candidate
-    tags = mlflow_client.get_model_version(name, str(champion)).tags
+    tags = _version_tags(mlflow_client, name, champion)
     if tags.get(TEST_SET_TAG) == candidate_set:
-        scores = _version_metrics(mlflow_client, name, champion, metric)
+        scores = _tagged_metrics(tags, name, champion, metric)
     elif reevaluate is None:
         raise PromotionError(
             f"champion v{champion} was evaluated on another test set; re-evaluate it "
