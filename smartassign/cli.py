@@ -147,17 +147,19 @@ def _register(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from smartassign.evaluation import evaluate
+    from smartassign.evaluation import evaluate, split_sha256
     from smartassign.model_io import load_model
-    from smartassign.registry import promote
+    from smartassign.registry import Reevaluation, promote
 
     cfg = load_config(args.params)
 
-    def reevaluate(version: int) -> dict[str, float | str]:
+    def score(version: int) -> dict[str, float | str]:
         uri = f"models:/{cfg.registry.model_name}/{version}"
         print(f"re-evaluating champion {uri} on the current test set")
         evaluation = evaluate(load_model(uri), cfg, "test", progress=not args.quiet)
         return {**evaluation.metrics, "manifest_sha256": evaluation.manifest_sha256}
+
+    reevaluate = Reevaluation(test_set=lambda: split_sha256(cfg, "test"), score=score)
 
     version = args.version
     if args.registered:

@@ -88,6 +88,11 @@ def summarise(scores: list[ImageScore], split: str) -> dict[str, float]:
     return metrics
 
 
+def split_sha256(cfg: Config, split: str) -> str:
+    """sha256 of the manifest of ``split``: names the exact images a score was taken on."""
+    return hashlib.sha256(manifest_path(Path(cfg.data.root), split).read_bytes()).hexdigest()
+
+
 @torch.no_grad()
 def evaluate(
     model: SmartAssign,
@@ -132,7 +137,7 @@ def evaluate(
         split=split,
         scores=scores,
         metrics=summarise(scores, split),
-        manifest_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        manifest_sha256=split_sha256(cfg, split),
         samples={group: sample_grid(rows, size=256) for group, rows in sample_rows.items()},
     )
 

@@ -51,6 +51,17 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
+class Reevaluation:
+    """How :func:`promote` scores a champion evaluated on an older test set."""
+
+    test_set: Callable[[], str]
+    """The current test set's ``manifest_sha256``: re-evaluating is only worth its cost
+    when the candidate was scored on this set."""
+    score: Callable[[int], dict[str, float | str]]
+    """A version's metrics on the current test set, with their ``manifest_sha256``."""
+
+
+@dataclass(frozen=True)
 class Decision:
     """Outcome of :func:`promote`."""
 
@@ -162,14 +173,14 @@ def promote(
     *,
     force: bool = False,
     reason: str = "",
-    reevaluate: Callable[[int], dict[str, float | str]] | None = None,
+    reevaluate: Reevaluation | None = None,
 ) -> Decision:
     """Move ``champion`` to ``version`` (default: the ``challenger``) if it is better.
 
-    ``reevaluate(version)`` scores an older champion on the current test set (its metrics
-    and ``manifest_sha256``) when the two versions were evaluated on different test sets;
-    the current test set must then be the candidate's, and without ``reevaluate`` such a
-    comparison is refused. A mean over tasks is compared only between versions scored on
+    ``reevaluate`` scores an older champion on the current test set when the two versions
+    were evaluated on different test sets; the current test set must then be the
+    candidate's (checked before anything is re-evaluated), and without ``reevaluate``
+    such a comparison is refused. A mean over tasks is compared only between versions scored on
     the same tasks. ``force`` requires a ``reason``, recorded on the versions; a forced
     promotion compares nothing.
     """
@@ -238,7 +249,7 @@ def _champion_value(
     metric: str,
     candidate: tuple[int, dict[str, float], str | None],
     champion: int,
-    reevaluate: Callable[[int], dict[str, float | str]] | None,
+    reevaluate: Reevaluation | None,
 ) -> float:
     """The champion's ``metric`` over the candidate's test set and tasks, re-evaluated
     when it was scored on another test set; ``PromotionError`` when that cannot be had."""
@@ -251,13 +262,18 @@ def _champion_value(
             f"champion v{champion} was evaluated on another test set; re-evaluate it "
             "on the current one (or --force --reason TEXT)"
         )
+    elif reevaluate.test_set() != candidate_set:
+        raise PromotionError(
+            f"v{version} was evaluated on another test set than the current one "
+            f"(data/manifests/test.jsonl changed since): evaluate and register it again "
+            f"to compare it with champion v{champion} (or --force --reason TEXT)"
+        )
     else:
-        fresh = reevaluate(champion)
+        fresh = reevaluate.score(champion)
         if fresh.get("manifest_sha256") != candidate_set:
             raise PromotionError(
-                f"v{version} was evaluated on another test set than the current one "
-                f"(data/manifests/test.jsonl changed since): evaluate and register it again "
-                f"to compare it with champion v{champion} (or --force --reason TEXT)"
+                f"the test set changed while champion v{champion} was re-evaluated; "
+                "run the promotion again"
             )
         scores = {k: float(v) for k, v in fresh.items() if isinstance(v, int | float)}
     if not _same_tasks(metric, candidate_metrics, scores):

@@ -16,6 +16,7 @@ from smartassign.registry import (
     CHALLENGER,
     CHAMPION,
     PromotionError,
+    Reevaluation,
     list_versions,
     promote,
     register,
@@ -101,11 +102,11 @@ def test_champion_on_another_test_set_is_re_evaluated(logged_model):
         promote(cfg)
     asked = []
 
-    def reevaluate(version: int) -> dict[str, float | str]:
+    def score(version: int) -> dict[str, float | str]:
         asked.append(version)
         return {METRIC: 26.0, "manifest_sha256": "new-set"}
 
-    decision = promote(cfg, reevaluate=reevaluate)
+    decision = promote(cfg, reevaluate=Reevaluation(lambda: "new-set", score))
     assert asked == [old]
     assert decision.promoted and decision.champion_value == 26.0
     assert CHAMPION in _aliases(cfg)[new]
@@ -118,13 +119,30 @@ def test_candidate_scored_on_an_older_test_set_is_not_compared(logged_model):
     _register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "set-a"})
     promote(cfg)
     stale = _register(cfg, logged_model, {METRIC: 29.0, "manifest_sha256": "set-b"})
+    asked = []
 
-    def reevaluate(version: int) -> dict[str, float | str]:
+    def score(version: int) -> dict[str, float | str]:
+        asked.append(version)
         return {METRIC: 27.0, "manifest_sha256": "set-c"}
 
     with pytest.raises(PromotionError, match=f"v{stale} was evaluated on another test set"):
-        promote(cfg, reevaluate=reevaluate)
+        promote(cfg, reevaluate=Reevaluation(lambda: "set-c", score))
+    assert asked == [], "the champion was re-evaluated although no comparison could follow"
     assert CHAMPION not in _aliases(cfg)[stale]
+
+
+def test_test_set_changing_during_re_evaluation_is_refused(logged_model):
+    cfg = Config()
+    _register(cfg, logged_model, {METRIC: 28.0, "manifest_sha256": "set-a"})
+    promote(cfg)
+    candidate = _register(cfg, logged_model, {METRIC: 29.0, "manifest_sha256": "set-b"})
+
+    def score(version: int) -> dict[str, float | str]:
+        return {METRIC: 27.0, "manifest_sha256": "set-c"}
+
+    with pytest.raises(PromotionError, match="test set changed while champion v1"):
+        promote(cfg, reevaluate=Reevaluation(lambda: "set-b", score))
+    assert CHAMPION not in _aliases(cfg)[candidate]
 
 
 def test_means_over_different_tasks_are_not_compared(logged_model):
