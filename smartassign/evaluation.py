@@ -26,7 +26,7 @@ from tqdm import tqdm
 from smartassign.config import Config
 from smartassign.data import TASKS, task_label
 from smartassign.data.images import write_png
-from smartassign.data.manifest import load_pair, manifest_path, read_manifest
+from smartassign.data.manifest import existing_manifest, load_pair, manifest_path, read_manifest
 from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.tracking import sample_grid
 from smartassign.losses import select_restoration
@@ -90,7 +90,8 @@ def summarise(scores: list[ImageScore], split: str) -> dict[str, float]:
 
 def split_sha256(cfg: Config, split: str) -> str:
     """sha256 of the manifest of ``split``: names the exact images a score was taken on."""
-    return hashlib.sha256(manifest_path(Path(cfg.data.root), split).read_bytes()).hexdigest()
+    path = existing_manifest(manifest_path(Path(cfg.data.root), split))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @torch.no_grad()

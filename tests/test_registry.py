@@ -179,7 +179,9 @@ def test_description_records_the_trained_configuration(logged_model):
 
 def test_cli_register_promote_and_list(logged_model, tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text("registry: {model_name: derain-snow}\n")
+    params.write_text(
+        f"registry: {{model_name: derain-snow}}\ndata: {{root: {tmp_path / 'data'}}}\n"
+    )
     assert main(["promote", "--params", str(params)]) == 2
     assert "no model named 'derain-snow' is registered" in capsys.readouterr().err
     assert main(["models", "--params", str(params)]) == 0
@@ -211,3 +213,9 @@ def test_cli_register_promote_and_list(logged_model, tmp_path, capsys):
     assert "--force needs --reason" in capsys.readouterr().err
     assert main(["promote", "--params", str(params), "--version", "9"]) == 2
     assert "model derain-snow has no version 9" in capsys.readouterr().err
+    metrics.write_text(json.dumps({METRIC: 29.0, "manifest_sha256": "set-b"}))
+    assert main(["register", *args]) == 0
+    assert main(["promote", "--params", str(params)]) == 2
+    assert "data/manifests/test.jsonl not found: run `smartassign prepare`" in (
+        capsys.readouterr().err
+    )

@@ -71,17 +71,24 @@ def write_manifest(path: Path, records: list[Record]) -> None:
             handle.write(json.dumps(asdict(record), ensure_ascii=False, sort_keys=True) + "\n")
 
 
+def existing_manifest(path: Path) -> Path:
+    """``path``, or ``DataError`` naming it when the manifest file is missing."""
+    if not path.is_file():
+        raise DataError(f"manifest {path} not found: run `smartassign prepare` (or `dvc repro`)")
+    return path
+
+
 def read_manifest(path: Path) -> list[Record]:
     """Records of a manifest file.
 
     Raises:
         DataError: the file is missing (run ``smartassign prepare``) or a line is malformed.
     """
-    if not path.is_file():
-        raise DataError(f"manifest {path} not found: run `smartassign prepare` (or `dvc repro`)")
     names = {field.name for field in fields(Record)}
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(
+        existing_manifest(path).read_text(encoding="utf-8").splitlines(), start=1
+    ):
         try:
             entry = json.loads(line)
             record = Record(**{key: entry[key] for key in names if key in entry})
