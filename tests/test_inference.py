@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from PIL import Image
 
 from smartassign.cli import main
 from smartassign.config import InferenceConfig, ModelConfig, config_from_dict
 from smartassign.data.images import read_rgb, write_png
+from smartassign.data.layouts import image_files
 from smartassign.inference import forward_tiled, plan_tiles, restore_image, restore_paths
 from smartassign.model import SmartAssign
 from smartassign.model_io import save_model_dir
@@ -215,3 +220,29 @@ def test_cli_names_a_missing_task_head(tmp_path, capsys):
     assert "smartassign restore: error: task auto needs the recognition head" in (
         capsys.readouterr().err
     )
+
+
+def test_real_photos_script_routes_and_pictures_every_real_photo(
+    real_data_dir, model_dir, tmp_path, monkeypatch
+):
+    """docs/real_photos.py, which gives the README its routing counts, on the real photos."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "real_photos.py"
+    spec = importlib.util.spec_from_file_location("real_photos", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--model", str(model_dir), "--data", str(real_data_dir), "--params", str(PARAMS)]
+    monkeypatch.setattr(sys, "argv", ["real_photos.py", *argv, "--out", str(tmp_path)])
+    threads = torch.get_num_threads()
+    try:
+        script.main()
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((tmp_path / "real_photos.json").read_text())
+    for folder in script.FOLDERS:
+        files = image_files(real_data_dir / folder, recursive=True)
+        names = {str(file.relative_to(real_data_dir / folder)) for file in files}
+        assert summary[folder]["photos"] == len(files) > 0
+        assert set(summary[folder]["p_rain"]) == names
+        assert summary[folder]["routed"] == {"rain": len(files), "snow": 0}  # head forced to rain
+        montage = Image.open(tmp_path / "images" / f"real_{folder}.jpg")
+        assert montage.height == 2 * script.THUMB_HEIGHT + 4
