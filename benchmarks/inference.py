@@ -9,10 +9,10 @@ random layer (untrained ones end in zeros and return their input), so that anyon
 rerun it without training. Images: a smooth random 200x300 image (noise averaged over 2x2
 blocks) restored in small tiles, and scikit-learn's ``china.jpg`` photo upscaled 2x
 (bicubic) to 854x1280, restored with ``inference.tile_size`` / ``tile_overlap`` of the
-params. For each
-image and tile setting: the whole-image pass, and the tiled pass with ``gate_statistics``
-``image`` and ``tile``: the largest absolute difference of the derained image to the
-whole pass (before 8-bit quantisation) and the median time of ``--repeats`` runs.
+params. For each image and tile setting: the whole-image pass, and the tiled pass with
+``gate_statistics`` ``image`` and ``tile``: the largest absolute difference of the derained
+image to the whole pass (before 8-bit quantisation) and the median time of ``--repeats``
+runs.
 """
 
 from __future__ import annotations

@@ -179,8 +179,8 @@ def promote(
 
     ``reevaluate`` scores an older champion on the current test set when the two versions
     were evaluated on different test sets; the current test set must then be the
-    candidate's (checked before anything is re-evaluated), and without ``reevaluate``
-    such a comparison is refused. A mean over tasks is compared only between versions scored on
+    candidate's (checked before anything is re-evaluated), and without ``reevaluate`` such
+    a comparison is refused. A mean over tasks is compared only between versions scored on
     the same tasks. ``force`` requires a ``reason``, recorded on the versions; a forced
     promotion compares nothing.
     """

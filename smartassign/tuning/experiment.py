@@ -90,11 +90,7 @@ def start(
     if state is not None or restorable:
         remove(path)
     parent_run_id = open_parent(client, cfg, run_name=run_name, section=section, tags=tags)
-    write_state(
-        path,
-        STATE_FILE,
-        {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": False},
-    )
+    _write_state(path, cfg, parent_run_id, completed=False)
     return Started(cfg, client, parent_run_id, resume=False)
 
 
@@ -125,8 +121,9 @@ def run_config(name: str, storage_path: str, callbacks: Sequence[tune.Callback])
 
 def complete(path: str, cfg: Config, parent_run_id: str) -> None:
     """Mark the experiment at ``path`` finished: a rerun starts afresh."""
-    write_state(
-        path,
-        STATE_FILE,
-        {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id, "completed": True},
-    )
+    _write_state(path, cfg, parent_run_id, completed=True)
+
+
+def _write_state(path: str, cfg: Config, parent_run_id: str, *, completed: bool) -> None:
+    state = {"fingerprint": fingerprint(cfg), "parent_run_id": parent_run_id}
+    write_state(path, STATE_FILE, {**state, "completed": completed})
