@@ -193,6 +193,9 @@ class SyntheticData(_Section):
     train_photos: str = Field(
         "builtin", description="'builtin', 'none' or a folder of photos used for training only"
     )
+    dead_leaves: int = Field(
+        12, ge=0, description="procedural dead-leaves scenes added to the training split"
+    )
     size: int = Field(256, ge=32, description="side of the square crops (pixels)")
     min_scale: float = Field(
         0.5, gt=0, le=1, description="photos are downscaled by a factor in [min_scale, 1]"
@@ -283,7 +286,7 @@ class DataConfig(_Section):
     crop_size: int = Field(32, ge=16, description="training crop (pixels)")
     num_workers: int = Field(2, ge=0, description="DataLoader workers per training worker")
     cache_mb: int = Field(
-        512, ge=0, description="decoded training pairs kept in memory per loader worker (MB)"
+        640, ge=0, description="decoded training pairs kept in memory per loader worker (MB)"
     )
     small_images: Literal["pad", "refuse"] = Field(
         "pad", description="training images smaller than crop_size: reflect-pad or refuse"

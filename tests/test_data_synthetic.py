@@ -11,6 +11,7 @@ from PIL import Image
 
 from smartassign.config import Config, config_from_dict
 from smartassign.data.common import DataError
+from smartassign.data.dead_leaves import dead_leaves_image
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import (
     BUILTIN_TRAIN_PHOTOS,
@@ -32,6 +33,7 @@ def _small(**synthetic: object):
         "size": 64,
         "crops_per_photo": {"train": 2, "val": 1, "test": 1},
         "train_photos": "none",
+        "dead_leaves": 0,
         **synthetic,
     }
     return config_from_dict({"data": {"crop_size": 32, "synthetic": tree}}).data
@@ -79,6 +81,55 @@ def test_training_only_photos_join_the_training_split_alone(tmp_path):
     assert not issues
     common = _digests(tmp_path / "plain")
     assert {k: v for k, v in _digests(tmp_path / "widened").items() if k in common} == common
+
+
+def test_dead_leaves_scenes_join_the_training_split_alone(tmp_path):
+    plain, _ = generate(_small(), tmp_path / "plain")
+    widened, issues = generate(_small(dead_leaves=3), tmp_path / "widened")
+    before, after = _photos_by_split(plain), _photos_by_split(widened)
+    assert after["val"] == before["val"] and after["test"] == before["test"]
+    scenes = {"dead_leaves_00", "dead_leaves_01", "dead_leaves_02"}
+    assert after["train"] == before["train"] | scenes
+    assert len(widened) == len(plain) + 3 * 2 * 2  # scenes x tasks x training crops
+    assert not issues
+    written = sorted((tmp_path / "widened" / "dead_leaves").glob("*.png"))
+    assert [p.stem for p in written] == sorted(scenes)
+    assert read_rgb(written[0]).pixels.shape == (128, 128, 3)  # 2 x synthetic.size
+    common = _digests(tmp_path / "plain")
+    assert {k: v for k, v in _digests(tmp_path / "widened").items() if k in common} == common
+    generate(_small(dead_leaves=3), tmp_path / "again")
+    assert _digests(tmp_path / "again") == _digests(tmp_path / "widened")
+
+
+def test_dead_leaves_scenes_have_edges_of_every_orientation_and_width():
+    """Occlusion edges at all angles, thin structures among them, dark and bright tones."""
+    image = dead_leaves_image(512, np.random.default_rng(0))
+    assert image.shape == (512, 512, 3) and image.dtype == np.uint8
+    grey = image.astype(np.float32).mean(axis=2)
+    gy, gx = np.gradient(grey)
+    magnitude = np.hypot(gx, gy)
+    strong = magnitude > 20
+    assert 0.02 < strong.mean() < 0.5
+    angles = np.degrees(np.arctan2(gy[strong], gx[strong])) % 180
+    shares = np.histogram(angles, bins=6, range=(0, 180))[0] / strong.sum()
+    assert shares.min() > 0.08, shares
+    # thin structures: pixels brighter than both neighbours 2 px away, across some direction
+    ridge = (grey[2:-2, 2:-2] - np.maximum(grey[:-4, 2:-2], grey[4:, 2:-2]) > 20) | (
+        grey[2:-2, 2:-2] - np.maximum(grey[2:-2, :-4], grey[2:-2, 4:]) > 20
+    )
+    assert ridge.mean() > 0.002
+    assert np.percentile(grey, 2) < 50 and np.percentile(grey, 98) > 180
+    other = dead_leaves_image(512, np.random.default_rng(1))
+    assert np.array_equal(image, dead_leaves_image(512, np.random.default_rng(0)))
+    assert not np.array_equal(image, other)
+
+
+def test_a_photo_named_like_a_dead_leaves_scene_is_refused(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (80, 80)).save(photos / "dead_leaves_00.png")
+    with pytest.raises(DataError, match=r"synthetic\.dead_leaves: .*dead_leaves_00"):
+        generate(_small(train_photos=str(photos), dead_leaves=1), tmp_path / "out")
 
 
 def test_a_training_only_photo_may_not_be_a_test_candidate(tmp_path):

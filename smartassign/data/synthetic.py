@@ -19,8 +19,9 @@ Degradation models (all intensities in ``[0, 1]``):
 Every image gets its own generator seeded from ``(seed, task, photo, index)``, so the same
 parameters give byte-identical files and adding a photo changes no other photo's crops.
 Photos are split by source: all crops of one photo are in one split. Training-only photos
-(``synthetic.train_photos``) add scenes and textures to the training split and never enter
-validation or test.
+(``synthetic.train_photos``) and procedural dead-leaves scenes (``synthetic.dead_leaves``,
+:mod:`smartassign.data.dead_leaves`) add scenes and textures to the training split and never
+enter validation or test.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 
 from smartassign.config import DataConfig, RainSynthesis, SnowSynthesis
 from smartassign.data.common import SPLITS, TASKS, DataError, Issue, Pair
+from smartassign.data.dead_leaves import dead_leaves_image
 from smartassign.data.images import read_rgb, write_png
 from smartassign.data.layouts import image_files
 
@@ -118,6 +120,18 @@ def _photos(source: str, builtin: dict[str, tuple[str, ...]], key: str) -> list[
     if source == "builtin":
         return builtin_photos(builtin, key)
     return folder_photos(Path(source).expanduser(), key)
+
+
+def dead_leaves_photos(count: int, side: int, seed: int, folder: Path) -> list[Photo]:
+    """Write ``count`` seeded ``side`` x ``side`` dead-leaves scenes into ``folder`` (named
+    ``dead_leaves_NN``) and return them as training-only photos."""
+    photos = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, zlib.crc32(b"dead_leaves"), index])
+        photo = Photo(f"dead_leaves_{index:02d}", folder / f"dead_leaves_{index:02d}.png")
+        write_png(photo.path, dead_leaves_image(side, rng))
+        photos.append(photo)
+    return photos
 
 
 def split_photos(photos: list[Photo], val: int, test: int, seed: int) -> dict[str, list[Photo]]:
@@ -287,7 +301,8 @@ def sample_rng(seed: int, task: str, photo: str, index: int) -> np.random.Genera
 def generate(
     cfg: DataConfig, out_dir: Path, *, progress: bool = False
 ) -> tuple[list[Pair], list[Issue]]:
-    """Write the synthetic pairs under ``out_dir/{split}/{task}/{input,target}/``.
+    """Write the synthetic pairs under ``out_dir/{split}/{task}/{input,target}/`` (and the
+    dead-leaves scenes they are cut from under ``out_dir/dead_leaves/``).
 
     Returns the pairs (with their split) and the source photos that could not be used.
     """
@@ -302,6 +317,16 @@ def generate(
             f"synthetic.train_photos: {', '.join(clashes)} also in synthetic.photos; a training-"
             "only photo must not be a validation or test candidate (rename or remove it)"
         )
+    procedural = dead_leaves_photos(
+        synth.dead_leaves, 2 * synth.size, cfg.seed, out_dir / "dead_leaves"
+    )
+    clashes = sorted({p.name for p in procedural} & {p.name for p in photos + train_only})
+    if clashes:
+        raise DataError(
+            f"synthetic.dead_leaves: photos named {', '.join(clashes)} clash with the generated "
+            "scenes of that name (rename them)"
+        )
+    train_only += procedural
     issues: list[Issue] = []
     usable: list[tuple[Photo, np.ndarray]] = []
     for photo in photos + train_only:
