@@ -26,7 +26,12 @@ from tqdm import tqdm
 from smartassign.config import Config
 from smartassign.data import TASKS, task_label
 from smartassign.data.images import write_png
-from smartassign.data.manifest import existing_manifest, load_pair, manifest_path, read_manifest
+from smartassign.data.manifest import (
+    existing_manifest,
+    load_pair,
+    manifest_path,
+    read_manifest_and_sha256,
+)
 from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.tracking import sample_grid
 from smartassign.losses import select_restoration
@@ -107,7 +112,8 @@ def evaluate(
     of the tasks it restores (a single-task V4 model: its own task only)."""
     root = Path(cfg.data.root)
     path = manifest_path(root, split)
-    records = [r for r in read_manifest(path) if r.task in model.routing.tasks]
+    all_records, manifest_sha256 = read_manifest_and_sha256(path)
+    records = [r for r in all_records if r.task in model.routing.tasks]
     model.eval()
     device = next(model.parameters()).device
     scores: list[ImageScore] = []
@@ -138,7 +144,7 @@ def evaluate(
         split=split,
         scores=scores,
         metrics=summarise(scores, split),
-        manifest_sha256=split_sha256(cfg, split),
+        manifest_sha256=manifest_sha256,
         samples={group: sample_grid(rows, size=256) for group, rows in sample_rows.items()},
     )
 

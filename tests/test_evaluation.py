@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from smartassign.cli import main
 from smartassign.config import config_from_dict
+from smartassign.data.manifest import manifest_path, read_manifest
 from smartassign.evaluation import evaluate, write_evaluation
 from smartassign.model import SmartAssign
 from smartassign.model_io import save_model_dir
@@ -39,7 +42,9 @@ def test_untrained_model_scores_exactly_the_input(tiny_eval):
     expected = (metrics["test/rain/psnr_y"] + metrics["test/snow/psnr_y"]) / 2
     assert metrics["test/psnr_y_mean"] == pytest.approx(expected)
     assert 0 <= metrics["test/recognition_acc"] <= 1
-    assert len(evaluation.manifest_sha256) == 64
+    manifest = manifest_path(Path(cfg.data.root), "test")
+    assert evaluation.manifest_sha256 == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert [s.name for s in evaluation.scores] == [r.name for r in read_manifest(manifest)]
 
 
 def test_evaluation_files(tiny_eval, tmp_path):

@@ -84,11 +84,20 @@ def read_manifest(path: Path) -> list[Record]:
     Raises:
         DataError: the file is missing (run ``smartassign prepare``) or a line is malformed.
     """
+    return _parse_manifest(existing_manifest(path).read_text(encoding="utf-8"), path)
+
+
+def read_manifest_and_sha256(path: Path) -> tuple[list[Record], str]:
+    """Records of a manifest file and the sha256 of the very bytes they were read from, so
+    the hash names exactly the records a score is taken on (errors as :func:`read_manifest`)."""
+    data = existing_manifest(path).read_bytes()
+    return _parse_manifest(data.decode("utf-8"), path), hashlib.sha256(data).hexdigest()
+
+
+def _parse_manifest(text: str, path: Path) -> list[Record]:
     names = {field.name for field in fields(Record)}
     records = []
-    for number, line in enumerate(
-        existing_manifest(path).read_text(encoding="utf-8").splitlines(), start=1
-    ):
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
             entry = json.loads(line)
             record = Record(**{key: entry[key] for key in names if key in entry})
