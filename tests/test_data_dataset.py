@@ -153,7 +153,8 @@ def test_train_loader_balances_tasks_and_workers_draw_different_crops(prepared):
     batches = list(loader)
     assert all(b["input"].shape[1:] == (3, 32, 32) for b in batches)
     tasks = torch.cat([b["task"] for b in batches])
-    assert len(tasks) == 68 and int(tasks.sum()) == 34
+    # (5 split + 12 training-only photos + 12 dead-leaves scenes) x 2 crops, per task
+    assert len(tasks) == 116 and int(tasks.sum()) == 58
     crops = {tuple(b["input"][0, :, 0, 0].tolist()) for b in batches}
     assert len(crops) == len(batches)
     again = list(build_dataloader(prepared, "train"))
