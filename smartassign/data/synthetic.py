@@ -122,16 +122,19 @@ def _photos(source: str, builtin: dict[str, tuple[str, ...]], key: str) -> list[
     return folder_photos(Path(source).expanduser(), key)
 
 
-def dead_leaves_photos(count: int, side: int, seed: int, folder: Path) -> list[Photo]:
-    """Write ``count`` seeded ``side`` x ``side`` dead-leaves scenes into ``folder`` (named
-    ``dead_leaves_NN``) and return them as training-only photos."""
-    photos = []
+def dead_leaves_photos(
+    count: int, side: int, seed: int, folder: Path
+) -> list[tuple[Photo, np.ndarray]]:
+    """``count`` seeded ``side`` x ``side`` dead-leaves scenes as training-only photos with
+    their pixels; each is also written into ``folder`` (``dead_leaves_NN.png``) to look at."""
+    scenes = []
     for index in range(count):
         rng = np.random.default_rng([seed, zlib.crc32(b"dead_leaves"), index])
         photo = Photo(f"dead_leaves_{index:02d}", folder / f"dead_leaves_{index:02d}.png")
-        write_png(photo.path, dead_leaves_image(side, rng))
-        photos.append(photo)
-    return photos
+        pixels = dead_leaves_image(side, rng)
+        write_png(photo.path, pixels)
+        scenes.append((photo, pixels))
+    return scenes
 
 
 def split_photos(photos: list[Photo], val: int, test: int, seed: int) -> dict[str, list[Photo]]:
@@ -320,13 +323,12 @@ def generate(
     procedural = dead_leaves_photos(
         synth.dead_leaves, 2 * synth.size, cfg.seed, out_dir / "dead_leaves"
     )
-    clashes = sorted({p.name for p in procedural} & {p.name for p in photos + train_only})
+    clashes = sorted({p.name for p, _ in procedural} & {p.name for p in photos + train_only})
     if clashes:
         raise DataError(
             f"synthetic.dead_leaves: photos named {', '.join(clashes)} clash with the generated "
             "scenes of that name (rename them)"
         )
-    train_only += procedural
     issues: list[Issue] = []
     usable: list[tuple[Photo, np.ndarray]] = []
     for photo in photos + train_only:
@@ -340,7 +342,8 @@ def generate(
             issues.append(Issue("synthetic", str(photo.path), "too_small", reason, "skipped"))
             continue
         usable.append((photo, pixels))
-    extra = {photo.name for photo in train_only}
+    usable += procedural
+    extra = {photo.name for photo in train_only} | {photo.name for photo, _ in procedural}
     pool = [photo for photo, _ in usable if photo.name not in extra]
     splits = split_photos(pool, synth.val_photos, synth.test_photos, cfg.seed)
     splits["train"] += [photo for photo, _ in usable if photo.name in extra]
