@@ -102,6 +102,12 @@ class ModelConfig(_Section):
     residual: bool = Field(True, description="D_dr / D_ds predict a residual on the input")
     drm_grid: int = Field(4, ge=1, description="DRM pools each atom to a grid x grid map")
     drm_dim: int = Field(16, ge=1, description="F: row length of the DRM matrices")
+    veil_removal: bool = Field(
+        True,
+        description="estimate the veil of the whole image and invert it before the encoder "
+        "(an addition to the paper; smartassign/model/veil.py)",
+    )
+    veil_width: int = Field(24, ge=1, description="width of the veil-removal CNN")
     variant: Variant = Variant.V6
     single_task: Literal["rain", "snow"] = Field("rain", description="task of variant V4")
 

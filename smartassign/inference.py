@@ -307,7 +307,9 @@ def forward_tiled(
 ) -> SmartAssignOutput:
     """``model(image)`` for one ``1 x 3 x H x W`` image of any size, run in tiles.
 
-    The image is padded (replicate) to a multiple of ``model.size_multiple`` and at least
+    The veil is removed from the whole image first (when the model has veil removal), so
+    every tile is dehazed as the whole-image pass would dehaze it. The image is then padded
+    (replicate) to a multiple of ``model.size_multiple`` and at least
     16 px; an image within one tile runs whole. Restored images are blended from the
     tiles; the logits come from D_re's features pooled over the tiles' cores. The
     output has no ``knowledge``.
@@ -321,11 +323,12 @@ def forward_tiled(
     smallest = math.ceil(MIN_SIZE / multiple)
     padded_h = max(math.ceil(height / multiple), smallest) * multiple
     padded_w = max(math.ceil(width / multiple), smallest) * multiple
-    padded = F.pad(image, (0, padded_w - width, 0, padded_h - height), mode="replicate")
+    clear = model.remove_veil(image)
+    padded = F.pad(clear, (0, padded_w - width, 0, padded_h - height), mode="replicate")
     tiles = plan_tiles(padded_h, padded_w, tile, overlap, multiple)
     heads = list(model.decoders)
     if len(tiles) == 1:
-        out = model(padded)
+        out = model(padded, veil_removed=True)
         crops = {head: getattr(out, head)[..., :height, :width] for head in heads}
         return SmartAssignOutput(crops.get("derain"), crops.get("desnow"), out.logits)
 
@@ -338,7 +341,7 @@ def forward_tiled(
         statistics.start_batch([t.core for t in batch])
         if recognition is not None:
             recognition.start_batch(batch)
-        return model(torch.cat(crops))
+        return model(torch.cat(crops), veil_removed=True)
 
     levels = _gate_levels(model) if settings.gate_statistics == "image" else []
     handles = [gate.register_forward_hook(statistics.hook) for level in levels for gate in level]

@@ -37,13 +37,21 @@ def _with_recognition_window(tree: object) -> object:
     return tree
 
 
+def _with_veil_removal_flag(tree: object) -> object:
+    """A saved config from before ``model.veil_removal``: a model without it."""
+    if isinstance(tree, dict) and isinstance(tree.get("model"), dict):
+        tree["model"].setdefault("veil_removal", False)
+    return tree
+
+
 def load_model_config(directory: Path) -> Config:
     """The configuration a model folder or checkpoint was trained with (its ``config.yaml``)."""
     config_path = Path(directory) / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}; not a SmartAssign model folder")
     tree = yaml.safe_load(config_path.read_text())
-    return config_from_dict(_with_recognition_window(tree), source=str(config_path))
+    tree = _with_veil_removal_flag(_with_recognition_window(tree))
+    return config_from_dict(tree, source=str(config_path))
 
 
 def _from_directory(directory: Path) -> SmartAssign:

@@ -212,7 +212,7 @@ class InterruptAfterFirstRun(tune.Callback):
 
 
 def _encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in state.items() if k.startswith(("encoder.", "gkfm."))}
+    return {k: v for k, v in state.items() if k.startswith(("veil.", "encoder.", "gkfm."))}
 
 
 @pytest.mark.slow

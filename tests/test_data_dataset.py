@@ -16,6 +16,7 @@ from smartassign.data.images import write_png
 from smartassign.data.manifest import Record
 from smartassign.data.prepare import prepare
 from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
+from smartassign.model.veil import veil_context
 
 
 def _record(root: Path, name: str, pixels: np.ndarray, task: str = "rain", **paths: str) -> Record:
@@ -89,6 +90,37 @@ def test_training_augmentation_keeps_up_up(tmp_path):
     assert any(torch.equal(s, mirrored) for s in seen)
 
 
+@pytest.mark.parametrize(("height", "width", "crop"), [(40, 50, 24), (10, 20, 16)])
+def test_training_samples_carry_the_whole_image_thumbnail_and_their_box_in_it(
+    tmp_path, height, width, crop
+):
+    pixels = _noise(height, width)
+    record = _record(tmp_path, "a.png", pixels)
+    dataset = PairedImageDataset(
+        [record], tmp_path, train=True, crop_size=crop, seed=2, veil_context=True
+    )
+    whole = PairedImageDataset([record], tmp_path, train=False)[0]["input"]
+    thumb = veil_context(whole[None])[0]
+    flips = 0
+    for _ in range(10):
+        sample = dataset[0]
+        x0, y0, x1, y1 = sample["box"].tolist()
+        assert x1 - x0 == pytest.approx(crop / width) and y1 - y0 == pytest.approx(crop / height)
+        flipped = torch.equal(sample["context"], thumb.flip(-1))
+        assert flipped or torch.equal(sample["context"], thumb)
+        flips += flipped
+        seen = whole.flip(-1) if flipped else whole
+        top, left = round(y0 * height), round(x0 * width)
+        inside = sample["input"][
+            :, max(0, -top) : height - top, max(0, -left) : width - left
+        ]  # padded crops: the part of the crop that lies in the image
+        region = seen[:, max(0, top) : top + crop, max(0, left) : left + crop]
+        assert torch.equal(inside, region)
+    assert 0 < flips < 10
+    plain = PairedImageDataset([record], tmp_path, train=True, crop_size=crop)[0]
+    assert "context" not in plain and "box" not in plain
+
+
 def test_cached_pairs_give_the_same_samples_within_the_budget(tmp_path):
     records = [_record(tmp_path, f"{i}.png", _noise(40, 50, seed=i)) for i in range(3)]
     pair_bytes = 2 * 40 * 50 * 3
@@ -155,6 +187,8 @@ def test_train_loader_balances_tasks_and_workers_draw_different_crops(prepared):
     tasks = torch.cat([b["task"] for b in batches])
     # (5 split + 12 training-only photos + 12 dead-leaves scenes) x 2 crops, per task
     assert len(tasks) == 116 and int(tasks.sum()) == 58
+    assert all(b["context"].shape[1:] == (3, 64, 64) for b in batches)
+    assert all(b["box"].shape[1:] == (4,) for b in batches)
     crops = {tuple(b["input"][0, :, 0, 0].tolist()) for b in batches}
     assert len(crops) == len(batches)
     again = list(build_dataloader(prepared, "train"))

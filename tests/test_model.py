@@ -41,9 +41,19 @@ def test_any_size_from_16_pixels_keeps_its_shape(height, width):
 
 def test_untrained_residual_decoders_return_the_input():
     x = torch.rand(1, 3, 24, 24)
-    out = tiny()(x)
+    out = tiny(veil_removal=False)(x)
     torch.testing.assert_close(out.derain, x)
     torch.testing.assert_close(out.desnow, x)
+
+
+def test_untrained_model_returns_the_input_with_its_small_starting_veil_removed():
+    x = torch.rand(1, 3, 24, 24)
+    model = tiny()
+    out = model(x)
+    cleared = model.remove_veil(x)
+    torch.testing.assert_close(out.derain, cleared)
+    torch.testing.assert_close(out.desnow, cleared)
+    assert 0 < (x - cleared).abs().max() < 0.01
 
 
 def test_given_the_tasks_each_decoder_restores_only_its_own_samples():
@@ -100,6 +110,8 @@ def _has(model: nn.Module, prefix: str) -> bool:
 def test_full_model_has_every_part():
     model = tiny()
     for prefix in (
+        "veil.features",
+        "veil.head",
         "encoder.project",
         "encoder.sam",
         "encoder.patch_embed",
@@ -153,7 +165,7 @@ def test_single_task_variant_keeps_one_task(task, kept, dropped):
 def test_knowledge_variants_freeze_the_backbone(variant):
     model = tiny(variant=variant)
     for name, parameter in model.named_parameters():
-        frozen = name.startswith(("encoder.", "gkfm."))
+        frozen = name.startswith(("veil.", "encoder.", "gkfm."))
         assert parameter.requires_grad is not frozen, name
     assert model.decoders["derain"].convs[0].in_channels == 6
     assert model.drm is None
@@ -283,3 +295,27 @@ def test_a_model_folder_saved_before_recognition_windows_uses_its_crop_size(tmp_
     del tree["model"]["recognition_window"]
     save_model_dir(SmartAssign.from_config(cfg), tmp_path, yaml.safe_dump(tree))
     assert load_model(tmp_path).recognition.window == 64
+
+
+def test_models_saved_before_veil_removal_load_without_it(tmp_path):
+    import pickle
+
+    import yaml
+
+    from smartassign.config import config_from_dict
+    from smartassign.model_io import load_model, save_model_dir
+
+    cfg = config_from_dict({"model": {**TINY, "veil_removal": False}})
+    old = SmartAssign.from_config(cfg).eval()
+    tree = cfg.to_dict()
+    del tree["model"]["veil_removal"]
+    save_model_dir(old, tmp_path, yaml.safe_dump(tree))
+    loaded = load_model(tmp_path)
+    assert loaded.veil is None
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image).derain, old(image).derain)
+    del old.__dict__["veil"]  # as pickled (MLflow) by a version without veil removal
+    unpickled = pickle.loads(pickle.dumps(old))
+    with torch.no_grad():
+        torch.testing.assert_close(unpickled(image).derain, loaded(image).derain)

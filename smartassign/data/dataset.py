@@ -7,7 +7,10 @@ the pairs came from. A sample is a dict::
      1 snow), "name": str}
 
 In training mode each pair gets the same random ``crop_size`` crop and horizontal flip; in
-evaluation mode images are returned whole (so evaluation batches hold one image). Decoded
+evaluation mode images are returned whole (so evaluation batches hold one image). With
+``veil_context`` a training sample also holds ``"context"`` (the thumbnail of the whole
+degraded image, flipped with the crop) and ``"box"`` (the crop's box in it), which the
+network's veil removal needs (smartassign/model/veil.py). Decoded
 pairs are kept in memory up to ``cache_mb`` (per process, so per DataLoader worker): small
 crops of large images would otherwise spend most of the loading time decoding.
 """
@@ -27,8 +30,9 @@ from smartassign.data.common import DataError, task_label
 from smartassign.data.manifest import Record, load_pair, manifest_path, read_manifest
 from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
 from smartassign.data.tensors import to_tensor
-from smartassign.data.transforms import paired_train_transform
+from smartassign.data.transforms import crop_box, paired_train_transform
 from smartassign.model.network import routing_for
+from smartassign.model.veil import veil_context
 
 
 class PairedImageDataset(Dataset):
@@ -44,6 +48,7 @@ class PairedImageDataset(Dataset):
         small_images: Literal["pad", "refuse"] = "pad",
         seed: int = 0,
         cache_mb: int = 0,
+        veil_context: bool = False,
     ):
         if not records:
             raise DataError("no pairs to load: the manifest is empty (see data/report.json)")
@@ -58,6 +63,7 @@ class PairedImageDataset(Dataset):
         self.root = Path(root)
         self.labels = [task_label(record.task) for record in self.records]
         self.cache_bytes = cache_mb * 2**20
+        self.veil_context = veil_context and train
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cached_bytes = 0
         self.transform = (
@@ -89,6 +95,7 @@ class PairedImageDataset(Dataset):
             small_images=cfg.data.small_images,
             seed=cfg.data.seed,
             cache_mb=cfg.data.cache_mb if split == "train" else 0,
+            veil_context=cfg.model.veil_removal,
         )
 
     def reseed(self, seed: int) -> None:
@@ -120,15 +127,25 @@ class PairedImageDataset(Dataset):
         return pair
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        degraded, clean = self._pair(index)
+        whole, clean = self._pair(index)
+        degraded = whole
+        extra: dict[str, torch.Tensor] = {}
         if self.transform is not None:
-            out = self.transform(image=degraded, target=clean)
+            out = self.transform(image=whole, target=clean)
             degraded, clean = out["image"], out["target"]
+            if self.veil_context:
+                box, flipped = crop_box(out["applied_transforms"], *whole.shape[:2])
+                context = veil_context(to_tensor(whole)[None])[0]
+                extra = {
+                    "context": context.flip(-1) if flipped else context,
+                    "box": torch.from_numpy(box),
+                }
         return {
             "input": to_tensor(degraded),
             "target": to_tensor(clean),
             "task": torch.tensor(self.labels[index], dtype=torch.int64),
             "name": self.records[index].name,
+            **extra,
         }
 
 

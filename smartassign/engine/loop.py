@@ -244,11 +244,17 @@ class WorkerRun:
         batches = itertools.islice(iter(self.train_loader), self.progress.step_in_epoch, None)
         for batch in batches:
             _maybe_inject_fault(self.loop_config.get("fault"), self.progress.global_step, batch)
+            where = {
+                key: batch[key].to(self.device, non_blocking=True)
+                for key in ("context", "box")
+                if key in batch
+            }
             values = self.optimisation.step(
                 batch["input"].to(self.device, non_blocking=True),
                 batch["target"].to(self.device, non_blocking=True),
                 batch["task"].to(self.device, non_blocking=True).view(-1),
                 self.progress.global_step,
+                **where,
             )
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value

@@ -109,17 +109,24 @@ class Optimisation:
         return self.ema.module if self.ema is not None else self.model
 
     def step(
-        self, degraded: torch.Tensor, target: torch.Tensor, task: torch.Tensor, index: int
+        self,
+        degraded: torch.Tensor,
+        target: torch.Tensor,
+        task: torch.Tensor,
+        index: int,
+        context: torch.Tensor | None = None,
+        box: torch.Tensor | None = None,
     ) -> dict[str, float]:
-        """One optimiser step on a batch (``task``: 0 rain, 1 snow per sample); returns the
-        loss terms. Raises ``NonFiniteLossError`` naming step ``index`` before the weights
-        change when a loss term is not finite, or the gradient norm without a GradScaler.
-        Under float16 a non-finite gradient with finite loss terms is taken for an overflow
-        of the scaled loss: the scaler skips that step and halves its scale, as it is meant
-        to, until the scale falls below ``MIN_LOSS_SCALE``, where it raises as well."""
+        """One optimiser step on a batch (``task``: 0 rain, 1 snow per sample; ``context``
+        and ``box``: where the crops come from, for veil removal); returns the loss terms.
+        Raises ``NonFiniteLossError`` naming step ``index`` before the weights change when
+        a loss term is not finite, or the gradient norm without a GradScaler. Under float16
+        a non-finite gradient with finite loss terms is taken for an overflow of the scaled
+        loss: the scaler skips that step and halves its scale, as it is meant to, until the
+        scale falls below ``MIN_LOSS_SCALE``, where it raises as well."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp_dtype):
-            output = self.net(degraded, task)
+            output = self.net(degraded, task, context=context, box=box)
         terms = self.criterion(output, degraded, target, task)
         self.scaler.scale(terms.total).backward()
         self.scaler.unscale_(self.optimizer)

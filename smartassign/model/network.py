@@ -4,6 +4,7 @@
 ``F_wk -> GKFM_rk / GKFM_ck / GKFM_sk (Eq. 2, 11) -> F_rk, F_ck, F_sk``;
 TKFF routing (Eq. 3, 12): ``D_dr(F_rk, F_ck)``, ``D_ds(F_sk, F_ck)``, ``D_re(F_rk, F_sk)``;
 DRM reduces each knowledge tensor to a ``C x F`` matrix for the knowledge contrast (Eq. 17).
+With ``model.veil_removal`` the input first passes :class:`VeilRemoval` (not in the paper).
 
 The ablation variants of Tables 3 and 4 change only the routing table and which modules
 exist (see :func:`routing_for`).
@@ -22,10 +23,13 @@ from torch import nn
 
 from smartassign.config import Config, ModelConfig, Variant
 from smartassign.model.layers import ChannelGate, GateName, GLSFViTBlock, SpatialAttention
+from smartassign.model.veil import VeilRemoval
 
 MIN_SIZE = 16
 KINDS = ("rk", "ck", "sk")
 HEAD_TASKS = {"derain": 0, "desnow": 1}
+BACKBONE_PREFIXES = ("veil.", "encoder.", "gkfm.")
+"""State-dict keys of everything before TKFF routing."""
 """Restoration decoder -> task label it serves (0 rain, 1 snow, as in the data)."""
 
 
@@ -289,6 +293,7 @@ class SmartAssign(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.routing = routing_for(cfg)
+        self.veil = VeilRemoval(cfg.veil_width) if cfg.veil_removal else None
         self.encoder = Encoder(cfg, gated_cnn=self.routing.gated_cnn)
         self.gkfm = nn.ModuleDict(
             {
@@ -317,8 +322,14 @@ class SmartAssign(nn.Module):
         )
         self.drm = DimensionReduction(cfg.drm_grid, cfg.drm_dim) if self.routing.contrast else None
         if self.routing.frozen_backbone:
-            for module in (self.encoder, self.gkfm):
-                module.requires_grad_(False)
+            for module in (self.veil, self.encoder, self.gkfm):
+                if module is not None:
+                    module.requires_grad_(False)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle (MLflow) a model saved before veil removal existed: it has none."""
+        super().__setstate__(state)
+        self._modules.setdefault("veil", None)
 
     @classmethod
     def from_config(cls, cfg: Config | ModelConfig) -> SmartAssign:
@@ -334,16 +345,16 @@ class SmartAssign(nn.Module):
         return sum(self.cfg.channels if s == "wk" else self.cfg.gkfm_out for s in sources)
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters before TKFF (encoder and GKFMs), e.g. to initialise K1/K2."""
+        """Parameters before TKFF (veil removal, encoder and GKFMs), e.g. to initialise K1/K2."""
         return {
             key: value
             for key, value in self.state_dict().items()
-            if key.startswith(("encoder.", "gkfm."))
+            if key.startswith(BACKBONE_PREFIXES)
         }
 
     def load_backbone(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Load encoder and GKFM weights of a trained model (Table 4 freezes these)."""
-        wanted = {key for key in self.state_dict() if key.startswith(("encoder.", "gkfm."))}
+        """Load the backbone of a trained model (Table 4 freezes it)."""
+        wanted = {key for key in self.state_dict() if key.startswith(BACKBONE_PREFIXES)}
         missing = sorted(wanted - set(state))
         if missing:
             raise ValueError(f"backbone state lacks {len(missing)} tensors, e.g. {missing[0]}")
@@ -386,14 +397,38 @@ class SmartAssign(nn.Module):
             image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
         return image
 
-    def forward(self, image: torch.Tensor, task: torch.Tensor | None = None) -> SmartAssignOutput:
+    def remove_veil(
+        self,
+        image: torch.Tensor,
+        context: torch.Tensor | None = None,
+        box: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``image`` with its veil inverted (:class:`VeilRemoval`); as is without one."""
+        return self.veil(image, context, box) if self.veil is not None else image
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        task: torch.Tensor | None = None,
+        *,
+        context: torch.Tensor | None = None,
+        box: torch.Tensor | None = None,
+        veil_removed: bool = False,
+    ) -> SmartAssignOutput:
         """Eq. 3 on ``image``. With ``task`` (``B`` labels, 0 rain, 1 snow) and both
         restoration decoders present, each decoder runs on its own task's samples only and
         the result is ``restored`` (training and evaluation use no other output, and the
         decoders are about a third of the network's work); without it both decoders
-        restore every sample, as in auto-routed inference."""
+        restore every sample, as in auto-routed inference.
+
+        ``context`` and ``box``: the thumbnail of the whole image a training crop was cut
+        from and the crop's box in it (:mod:`smartassign.model.veil`); by default the image
+        is whole. ``veil_removed``: the caller has already called :meth:`remove_veil`
+        (tiled inference does, on the whole image, before cutting tiles)."""
         self.check_input(image)
         height, width = image.shape[-2:]
+        if not veil_removed:
+            image = self.remove_veil(image, context, box)
         padded = self._pad(image)
         whole = self.encoder(padded)
         features: dict[str, torch.Tensor] = {"wk": whole}
