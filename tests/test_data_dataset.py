@@ -127,14 +127,24 @@ def test_cached_pairs_give_the_same_samples_within_the_budget(tmp_path):
 
     def samples(cache_mb: int) -> tuple[PairedImageDataset, list[torch.Tensor]]:
         dataset = PairedImageDataset(
-            records, tmp_path, train=True, crop_size=24, seed=1, cache_mb=cache_mb
+            records,
+            tmp_path,
+            train=True,
+            crop_size=24,
+            seed=1,
+            cache_mb=cache_mb,
+            veil_context=True,
         )
-        return dataset, [dataset[i % 3]["input"] for i in range(9)]
+        return dataset, [
+            torch.cat([sample["input"].flatten(), sample["context"].flatten(), sample["box"]])
+            for sample in (dataset[i % 3] for i in range(9))
+        ]
 
     plain, expected = samples(0)
     cached, got = samples(1)
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
-    assert len(cached._cache) == 3 and plain._cache == {}
+    assert len(cached._cache) == len(cached._contexts) == 3
+    assert plain._cache == {} and plain._contexts == {}
     assert cached.cache_bytes == 2**20 >= 3 * pair_bytes
     tight = PairedImageDataset(records, tmp_path, train=True, crop_size=24, cache_mb=0)
     tight.cache_bytes = pair_bytes

@@ -11,8 +11,9 @@ evaluation mode images are returned whole (so evaluation batches hold one image)
 ``veil_context`` a training sample also holds ``"context"`` (the thumbnail of the whole
 degraded image, flipped with the crop) and ``"box"`` (the crop's box in it), which the
 network's veil removal needs (smartassign/model/veil.py). Decoded
-pairs are kept in memory up to ``cache_mb`` (per process, so per DataLoader worker): small
-crops of large images would otherwise spend most of the loading time decoding.
+pairs (and their thumbnails) are kept in memory up to ``cache_mb`` (per process, so per
+DataLoader worker): small crops of large images would otherwise spend most of the loading
+time decoding.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class PairedImageDataset(Dataset):
         self.cache_bytes = cache_mb * 2**20
         self.veil_context = veil_context and train
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._contexts: dict[int, torch.Tensor] = {}
         self._cached_bytes = 0
         self.transform = (
             paired_train_transform(crop_size, pad=small_images == "pad", seed=seed)
@@ -126,6 +128,17 @@ class PairedImageDataset(Dataset):
             self._cached_bytes += size
         return pair
 
+    def _context(self, index: int, whole: np.ndarray) -> torch.Tensor:
+        """Veil-removal thumbnail of pair ``index``'s degraded image, kept with its pair."""
+        if index in self._contexts:
+            return self._contexts[index]
+        context = veil_context(to_tensor(whole)[None])[0]
+        size = context.numel() * context.element_size()
+        if index in self._cache and self._cached_bytes + size <= self.cache_bytes:
+            self._contexts[index] = context
+            self._cached_bytes += size
+        return context
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         whole, clean = self._pair(index)
         degraded = whole
@@ -135,7 +148,7 @@ class PairedImageDataset(Dataset):
             degraded, clean = out["image"], out["target"]
             if self.veil_context:
                 box, flipped = crop_box(out["applied_transforms"], *whole.shape[:2])
-                context = veil_context(to_tensor(whole)[None])[0]
+                context = self._context(index, whole)
                 extra = {
                     "context": context.flip(-1) if flipped else context,
                     "box": torch.from_numpy(box),
