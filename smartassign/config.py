@@ -292,7 +292,10 @@ class DataConfig(_Section):
     crop_size: int = Field(32, ge=16, description="training crop (pixels)")
     num_workers: int = Field(2, ge=0, description="DataLoader workers per training worker")
     cache_mb: int = Field(
-        640, ge=0, description="decoded training pairs kept in memory per loader worker (MB)"
+        640,
+        ge=0,
+        description="decoded training pairs and their veil thumbnails kept in memory per "
+        "loader worker (MB)",
     )
     small_images: Literal["pad", "refuse"] = Field(
         "pad", description="training images smaller than crop_size: reflect-pad or refuse"
@@ -333,9 +336,9 @@ class TrainConfig(_Section):
     """Optimisation (paper Sec. 4.1) and the Ray Train run."""
 
     seed: int = Field(0, ge=0)
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(16, ge=1)
     batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
         "cosine", description="cosine decay over the run, or plateau halving (paper)"
     )

@@ -14,7 +14,7 @@ def test_shipped_params_load_into_typed_sections():
     assert cfg.model.variant is Variant.V6
     assert cfg.loss.lambda1 == pytest.approx(0.01)
     assert cfg.loss.lambda2 == pytest.approx(0.001)
-    assert cfg.train.lr == pytest.approx(1e-3)
+    assert cfg.train.lr == pytest.approx(2e-3)
     assert cfg.train.lr_schedule == "cosine"
     assert cfg.loss.charbonnier == "image"
     assert set(cfg.to_dict()) == {
