@@ -53,7 +53,9 @@ def test_onnx_export_reports_parity(onnx_export):
     assert "(tolerance 0.0001)" in printed
 
 
-@pytest.mark.parametrize(("batch", "height", "width"), [(1, 37, 53), (3, 100, 33), (1, 16, 16)])
+@pytest.mark.parametrize(
+    ("batch", "height", "width"), [(1, 37, 53), (3, 100, 33), (1, 16, 16), (1, 150, 97)]
+)
 def test_onnx_runs_at_other_sizes_like_pytorch(onnx_export, batch, height, width):
     import onnxruntime
 

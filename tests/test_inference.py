@@ -27,11 +27,14 @@ PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 def restoring_model(**changes: object) -> SmartAssign:
-    """The tiny network with non-zero residual decoders (untrained ones return the input)."""
+    """The tiny network with non-zero residual decoders (untrained ones return the input)
+    and a veil removal whose estimate depends on the image (untrained, it does not)."""
     torch.manual_seed(0)
     model = SmartAssign.from_config(ModelConfig(**{**TINY, **changes})).eval()
     for decoder in model.decoders.values():
         torch.nn.init.normal_(decoder.convs[-1].weight, std=0.3)
+    if model.veil is not None:
+        torch.nn.init.normal_(model.veil.head.weight, std=0.3)
     return model
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from smartassign.model.veil import MAX_VEIL, VeilRemoval, veil_context
@@ -73,6 +74,14 @@ def test_the_estimate_depends_on_the_whole_image_not_only_the_crop():
         alone = module(crop, veil_context(image), box)
         in_veiled_image = module(crop, veil_context(veiled_elsewhere), box)
     assert not torch.allclose(alone, in_veiled_image, atol=1e-4)
+
+
+@pytest.mark.parametrize(("height", "width"), [(256, 256), (37, 1000), (1500, 1100), (16, 20)])
+def test_the_thumbnail_is_the_adaptive_average_pool(height, width):
+    image = torch.rand(1, 3, height, width)
+    torch.testing.assert_close(
+        veil_context(image), F.adaptive_avg_pool2d(image, 64), atol=2e-6, rtol=0
+    )
 
 
 def test_a_context_without_a_box_is_refused():

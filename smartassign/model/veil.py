@@ -37,13 +37,33 @@ _START_BIAS = (-4.0, 1.5, 1.5, 1.5)
 """Initial logits of ``v`` (0.5 * sigmoid(-4) = 0.009) and ``A`` (sigmoid(1.5) = 0.82)."""
 
 
+def _window_sums(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sums of ``values`` over the ``CONTEXT_SIDE`` windows of ``adaptive_avg_pool2d``
+    along ``dim`` (window ``i`` spans ``floor(i n / S)`` to ``ceil((i + 1) n / S)``), and
+    the windows' lengths, from a running sum: plain tensor operations, so the exported
+    graph follows any input size (an adaptive pooling is traced for one size only)."""
+    length = values.shape[dim]
+    index = torch.arange(CONTEXT_SIDE, device=values.device)
+    starts = index * length // CONTEXT_SIDE
+    ends = ((index + 1) * length + CONTEXT_SIDE - 1) // CONTEXT_SIDE
+    running = values.cumsum(dim)
+    running = torch.cat([torch.zeros_like(running.narrow(dim, 0, 1)), running], dim=dim)
+    sums = running.index_select(dim, ends) - running.index_select(dim, starts)
+    return sums, (ends - starts).to(values.dtype)
+
+
 def veil_context(image: torch.Tensor) -> torch.Tensor:
-    """``B x 3 x CONTEXT_SIDE x CONTEXT_SIDE`` area-averaged thumbnail of ``B x 3 x H x W``.
+    """``B x 3 x CONTEXT_SIDE x CONTEXT_SIDE`` area-averaged thumbnail of ``B x 3 x H x W``:
+    the windows and values of ``adaptive_avg_pool2d(image, CONTEXT_SIDE)``, computed so
+    that it exports to ONNX for any size (:func:`_window_sums`).
 
     The data loader calls this on the whole image a training crop comes from, the network
     on its own input; both give the same thumbnail of the same image.
     """
-    return F.adaptive_avg_pool2d(image, CONTEXT_SIDE)
+    centred = image - 0.5  # running sums of values around 0 keep float32 precise
+    rows, row_lengths = _window_sums(centred, dim=2)
+    both, col_lengths = _window_sums(rows, dim=3)
+    return both / (row_lengths[:, None] * col_lengths[None, :]) + 0.5
 
 
 def whole_box(image: torch.Tensor) -> torch.Tensor:
