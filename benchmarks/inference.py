@@ -4,16 +4,15 @@ takes, and ONNX / TorchScript export time and parity; writes JSON.
     python benchmarks/inference.py [--params params.yaml] [--model PATH] [--out PATH]
 
 The model is ``--model`` (a model folder, checkpoint or MLflow URI) or, by default, the
-network of ``--params`` with seeded random weights whose restoration decoders end in a
-random layer (untrained ones end in zeros and return their input), so that anyone can
-rerun it without training. Images: a smooth random 200x300 image (noise averaged over 2x2
-blocks) restored in small tiles, and scikit-learn's ``china.jpg`` photo upscaled 2x
-(bicubic) to 854x1280, restored with ``inference.tile_size`` / ``tile_overlap`` of the
-params. For each image and tile setting: the whole-image pass, and the tiled pass with
-``gate_statistics`` ``image`` and ``tile``: the largest absolute difference of the derained
-image to the whole pass (before 8-bit quantisation) and the median time of ``--repeats``
-runs.
-"""
+network of ``--params`` with seeded random weights whose restoration decoders and veil
+removal end in a random layer (untrained ones end in zeros: the decoders return their input,
+the veil estimate ignores it), so that anyone can rerun it without training. Images: a
+smooth random 200x300 image (noise averaged over 2x2 blocks) restored in small tiles, and
+scikit-learn's ``china.jpg`` photo upscaled 2x (bicubic) to 854x1280, restored with
+``inference.tile_size`` / ``tile_overlap`` of the params. For each image and tile setting:
+the whole-image pass, and the tiled pass with ``gate_statistics`` ``image`` and ``tile``:
+the largest absolute difference of the derained image to the whole pass (before 8-bit
+quantisation) and the median time of ``--repeats`` runs."""
 
 from __future__ import annotations
 
@@ -47,6 +46,8 @@ def _seeded_model(params: str) -> SmartAssign:
     model = SmartAssign.from_config(load_config(params)).eval()
     for decoder in model.decoders.values():
         torch.nn.init.normal_(decoder.convs[-1].weight, std=0.3)
+    if model.veil is not None:
+        torch.nn.init.normal_(model.veil.head.weight, std=0.3)
     return model
 
 
