@@ -45,7 +45,7 @@ def test_local_paths_are_made_absolute_and_uris_kept(tmp_path: Path, monkeypatch
 def test_fingerprint_changes_with_any_parameter():
     cfg = Config()
     assert fingerprint(cfg) == fingerprint(Config())
-    assert fingerprint(cfg) != fingerprint(cfg.override({"train.lr": 0.002}))
+    assert fingerprint(cfg) != fingerprint(cfg.override({"train.lr": 0.005}))
     registry_edit = cfg.override({"registry.metric": "test/ssim_mean"})
     assert fingerprint(registry_edit, ("model", "train")) == fingerprint(cfg, ("model", "train"))
     assert fingerprint(registry_edit) != fingerprint(cfg)
@@ -56,7 +56,7 @@ def test_fingerprint_changes_with_any_parameter():
     [
         ({}, True, True),
         ({"registry.metric": "test/ssim_mean"}, True, True),
-        ({"train.lr": 0.002}, True, False),
+        ({"train.lr": 0.005}, True, False),
         ({}, False, False),
     ],
     ids=["same", "registry-edit", "lr-edit", "untracked-rerun"],
