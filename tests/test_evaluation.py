@@ -28,7 +28,9 @@ def tiny_eval(tiny_data):
 
 
 def test_untrained_model_scores_exactly_the_input(tiny_eval):
-    cfg, model = tiny_eval
+    cfg, _ = tiny_eval
+    torch.manual_seed(0)  # without veil removal, which starts near (not at) the identity
+    model = SmartAssign.from_config(cfg.override({"model.veil_removal": False}))
     evaluation = evaluate(model, cfg, "test", progress=False)
     assert {s.task for s in evaluation.scores} == {"rain", "snow"}
     for score in evaluation.scores:  # residual decoders start at zero: output == input
