@@ -28,9 +28,9 @@ from smartassign.model.veil import VeilRemoval
 MIN_SIZE = 16
 KINDS = ("rk", "ck", "sk")
 HEAD_TASKS = {"derain": 0, "desnow": 1}
+"""Restoration decoder -> task label it serves (0 rain, 1 snow, as in the data)."""
 BACKBONE_PREFIXES = ("veil.", "encoder.", "gkfm.")
 """State-dict keys of everything before TKFF routing."""
-"""Restoration decoder -> task label it serves (0 rain, 1 snow, as in the data)."""
 
 
 @dataclass(frozen=True)

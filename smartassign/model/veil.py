@@ -37,7 +37,7 @@ _START_BIAS = (-4.0, 1.5, 1.5, 1.5)
 """Initial logits of ``v`` (0.5 * sigmoid(-4) = 0.009) and ``A`` (sigmoid(1.5) = 0.82)."""
 
 
-def _window_sums(values: torch.Tensor, dim: int) -> torch.Tensor:
+def _window_sums(values: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sums of ``values`` over the ``CONTEXT_SIDE`` windows of ``adaptive_avg_pool2d``
     along ``dim`` (window ``i`` spans ``floor(i n / S)`` to ``ceil((i + 1) n / S)``), and
     the windows' lengths, from a running sum: plain tensor operations, so the exported
