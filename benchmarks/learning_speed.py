@@ -43,6 +43,7 @@ def _run(args: tuple[Config, int, int]) -> list[dict[str, float]]:
             "data.samples_per_epoch": every * cfg.train.batch_size,
             "train.resources_per_worker": {"CPU": 1},
             "train.checkpoint_every_steps": 0,
+            "train.val_every": 1,
         }
     )
     run = WorkerRun(cfg, {"session": LocalSession()})

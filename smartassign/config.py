@@ -344,11 +344,14 @@ class TrainConfig(_Section):
     )
     warmup_steps: int = Field(20, ge=0, description="linear learning-rate warm-up steps")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="plateau decay factor")
-    lr_patience: int = Field(2, ge=0, description="epochs without improvement before decay")
+    lr_patience: int = Field(2, ge=0, description="validations without improvement before decay")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
     ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the weights; 0 = off")
     monitor: str = Field(
         "val/psnr_y_mean", description="validation metric driving the plateau schedule"
+    )
+    val_every: int = Field(
+        1, ge=1, description="validate every N epochs and after the last (tune trials: 1)"
     )
     num_workers: int = Field(
         1, ge=0, description="Ray Train workers (DDP); 0 only inside `smartassign tune` trials"

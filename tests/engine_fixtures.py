@@ -46,6 +46,7 @@ def tiny_tree(data_root: Path) -> dict:
             "lr": 0.002,
             "lr_patience": 5,
             "ema_decay": 0.0,  # a few steps: EMA weights would barely leave the start
+            "val_every": 1,  # the tests follow the validation metrics epoch by epoch
             "resources_per_worker": {"CPU": 1},
         },
     }

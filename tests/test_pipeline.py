@@ -87,12 +87,19 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     again = _run(["dvc", "repro", "sweeps/dvc.yaml:ablate"], repo, env)
     assert "Running stage" not in again
 
-    experiment = _run(["dvc", "exp", "run", "-S", "train.epochs=2"], repo, env)
+    experiment = _run(
+        ["dvc", "exp", "run", "-S", "train.epochs=3", "-S", "train.val_every=2"], repo, env
+    )
     for stage in ("train", "evaluate", "register", "promote"):
         assert f"Running stage '{stage}'" in experiment, stage
     assert "Running stage 'prepare'" not in experiment
     history = json.loads((repo / "outputs/train/history.json").read_text())
-    assert len(history) == 2
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    validation = json.loads((repo / "outputs/train/validation.json").read_text())
+    assert [row["epoch"] for row in validation] == [2, 3]
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], repo, env, stdout_only=True))
+    assert "errors" not in plots, plots.get("errors")
+    assert all(plots["data"].values()), plots["data"]
 
 
 def _check_remote(repo: Path, tmp_path: Path, env: dict[str, str], git: list[str]) -> None:

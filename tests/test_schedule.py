@@ -36,15 +36,15 @@ def test_plateau_multiplies_after_patience_and_resumes_from_state():
     optimizer, schedule = _schedule(
         lr=1e-3, lr_schedule="plateau", warmup_steps=0, lr_factor=0.5, lr_patience=1
     )
-    schedule.after_epoch(30.0)
-    schedule.after_epoch(29.0)
+    schedule.after_validation(30.0)
+    schedule.after_validation(29.0)
     assert _lr(optimizer) == pytest.approx(1e-3)
-    schedule.after_epoch(29.5)
+    schedule.after_validation(29.5)
     assert _lr(optimizer) == pytest.approx(5e-4)
     again, restored = _schedule(
         lr=1e-3, lr_schedule="plateau", warmup_steps=0, lr_factor=0.5, lr_patience=1
     )
     restored.load_state_dict(schedule.state_dict())
     assert _lr(again) == pytest.approx(5e-4)
-    restored.after_epoch(31.0)
+    restored.after_validation(31.0)
     assert restored.best == 31.0 and _lr(again) == pytest.approx(5e-4)

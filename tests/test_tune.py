@@ -134,10 +134,13 @@ def test_objective_is_a_weighted_mean_over_tasks():
 
 
 def test_a_trial_runs_on_its_cpu_share():
-    base = Config().override({"tune.resources_per_trial": {"CPU": 3}, "tune.epochs": 2})
+    base = Config().override(
+        {"tune.resources_per_trial": {"CPU": 3}, "tune.epochs": 2, "train.val_every": 3}
+    )
     cfg = trial_config(base, {"loss.lambda1": 0.05})
     assert cfg.train.resources_per_worker == {"CPU": 3}
     assert (cfg.train.epochs, cfg.train.num_workers, cfg.loss.lambda1) == (2, 0, 0.05)
+    assert cfg.train.val_every == 1  # ASHA needs the objective after every epoch
 
 
 def test_apply_tuned_switches_between_tuned_and_default_params(tmp_path):

@@ -5,8 +5,9 @@ workers, draws its own share of training crops, and optimises Eq. 19 step by ste
 (``smartassign.engine.step``: Adam, gradient clipping, optional bf16/fp16 autocast and EMA
 weights). Every epoch (and every
 ``train.checkpoint_every_steps`` steps) rank 0 writes a checkpoint and every rank reports
-it to Ray, so a restarted worker group resumes from the latest one. Rank 0 validates and
-logs to MLflow; each epoch's metrics are logged exactly once, also across restarts.
+it to Ray, so a restarted worker group resumes from the latest one. Rank 0 validates every
+``train.val_every`` epochs and after the last one, and logs to MLflow; each epoch's metrics
+are logged exactly once, also across restarts.
 """
 
 from __future__ import annotations
@@ -266,24 +267,33 @@ class WorkerRun:
                 self.report({"kind": "step"})
         return {f"train/loss/{name}": value / max(done, 1) for name, value in sums.items()}
 
+    def validates(self, epoch: int) -> bool:
+        """Whether the 0-based ``epoch`` ends with a validation: every ``train.val_every``
+        epochs and always the last one."""
+        done = epoch + 1
+        return done % self.cfg.train.val_every == 0 or done == self.cfg.train.epochs
+
     def end_epoch(self, train_metrics: dict[str, float], seconds: float) -> dict[str, float]:
+        validating = self.validates(self.progress.epoch)
         metrics: dict[str, float] = {}
         if self.rank == 0:
-            metrics = validate(
-                self.optimisation.eval_model, self.val_loader, self.device, self.amp_dtype
-            )
+            if validating:
+                metrics = validate(
+                    self.optimisation.eval_model, self.val_loader, self.device, self.amp_dtype
+                )
             metrics.update(train_metrics)
             metrics["train/lr"] = self.optimisation.optimizer.param_groups[0]["lr"]
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
-        monitor = self.cfg.train.monitor
-        if monitor not in metrics:
-            measured = ", ".join(key for key in sorted(metrics) if key.startswith("val/"))
-            raise ConfigError(
-                f"train.monitor: {monitor} was not measured on the val split (measured: "
-                f"{measured}); set train.monitor to one of these"
-            )
-        self.optimisation.scheduler.after_epoch(metrics[monitor])
+        if validating:
+            monitor = self.cfg.train.monitor
+            if monitor not in metrics:
+                measured = ", ".join(key for key in sorted(metrics) if key.startswith("val/"))
+                raise ConfigError(
+                    f"train.monitor: {monitor} was not measured on the val split (measured: "
+                    f"{measured}); set train.monitor to one of these"
+                )
+            self.optimisation.scheduler.after_validation(metrics[monitor])
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)
@@ -294,7 +304,7 @@ class WorkerRun:
         if self.mlflow is None:
             return
         run_id = self.loop_config["mlflow_run_id"]
-        if epoch in tracking.logged_steps(self.mlflow, run_id, self.cfg.train.monitor):
+        if epoch in tracking.logged_steps(self.mlflow, run_id, "train/lr"):
             return
         tracking.log_metrics(self.mlflow, run_id, metrics, step=epoch)
 
@@ -364,12 +374,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
             return {"status": "nonfinite", "message": str(error)}
         run.report(metrics)
         run.log_epoch(run.progress.epoch, metrics)
-        run.log_figures(run.progress.epoch)
+        validated = cfg.train.monitor in metrics
+        if validated:
+            run.log_figures(run.progress.epoch)
         if run.rank == 0:
+            monitored = (
+                f"{cfg.train.monitor} {_monitored(cfg.train.monitor, metrics)}  "
+                if validated
+                else ""
+            )
             _progress(
                 f"epoch {run.progress.epoch}/{cfg.train.epochs}: "
-                f"loss {metrics.get('train/loss/total', float('nan')):.4f}  "
-                f"{cfg.train.monitor} {_monitored(cfg.train.monitor, metrics)}  "
+                f"loss {metrics.get('train/loss/total', float('nan')):.4f}  {monitored}"
                 f"({metrics['train/epoch_seconds']:.1f} s)"
             )
     return {"status": "finished", "epoch": run.progress.epoch}

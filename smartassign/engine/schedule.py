@@ -8,7 +8,8 @@
   ends at a small learning rate, so its last weights are settled weights.
 - ``plateau`` (paper Sec. 4.1): after the warm-up the rate is multiplied by
   ``train.lr_factor`` whenever ``train.monitor`` has not improved for more than
-  ``train.lr_patience`` epochs; suited to long runs with no fixed end.
+  ``train.lr_patience`` validations (one every ``train.val_every`` epochs); suited to long
+  runs with no fixed end.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class LearningRateSchedule:
         self.step += 1
         self._apply()
 
-    def after_epoch(self, monitored: float) -> None:
+    def after_validation(self, monitored: float) -> None:
         """Call after every validation with the monitored metric (higher is better)."""
         if self.kind != "plateau":
             return

@@ -56,6 +56,7 @@ def trial_config(base: Config, sampled: Mapping[str, Any]) -> Config:
             **sampled,
             "train.epochs": base.tune.epochs,
             "train.checkpoint_every_steps": 0,
+            "train.val_every": 1,  # ASHA compares trials on every epoch's objective
             "train.num_workers": 0,
             "train.resources_per_worker": dict(base.tune.resources_per_trial),
         }

@@ -1,0 +1,71 @@
+"""The worker loop in-process (no Ray): validation every ``train.val_every`` epochs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from smartassign.config import config_from_dict
+from smartassign.engine.loop import LocalSession, WorkerRun, train_loop_per_worker
+from smartassign.engine.schedule import LearningRateSchedule
+
+from .engine_fixtures import tiny_tree
+
+MONITOR = "val/psnr_y_mean"
+
+
+class RecordingSession(LocalSession):
+    """Keeps every report of the loop."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+
+    def report(self, metrics: dict[str, Any], checkpoint: object = None) -> None:
+        self.reports.append(metrics)
+
+
+def test_validation_every_n_epochs_and_after_the_last(tiny_data, monkeypatch):
+    validations: list[float] = []
+    original = LearningRateSchedule.after_validation
+
+    def record(schedule: LearningRateSchedule, monitored: float) -> None:
+        validations.append(monitored)
+        original(schedule, monitored)
+
+    monkeypatch.setattr(LearningRateSchedule, "after_validation", record)
+    tree = tiny_tree(tiny_data)
+    tree["train"].update(epochs=5, val_every=2, lr_schedule="plateau")
+    session = RecordingSession()
+    status = train_loop_per_worker({"config": config_from_dict(tree).to_dict(), "session": session})
+
+    assert status == {"status": "finished", "epoch": 5}
+    assert [report["epoch"] for report in session.reports] == [1, 2, 3, 4, 5]
+    validated = [report for report in session.reports if MONITOR in report]
+    assert [report["epoch"] for report in validated] == [2, 4, 5]
+    assert validations == [report[MONITOR] for report in validated]
+    assert all("train/loss/total" in report for report in session.reports)
+
+
+@pytest.mark.parametrize("val_every", [0, -1])
+def test_val_every_below_one_is_refused(val_every):
+    from smartassign.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.val_every"):
+        config_from_dict({"train": {"val_every": val_every}})
+
+
+def test_validating_less_often_trains_the_same_weights(tiny_data):
+    """Validation draws no randomness of the training: the weights after two epochs are
+    the same whether both epochs or only the last were validated."""
+    weights = []
+    for val_every in (1, 2):
+        tree = tiny_tree(tiny_data)
+        tree["train"].update(epochs=2, val_every=val_every)
+        run = WorkerRun(config_from_dict(tree), {"session": LocalSession()})
+        reports = [run.train_epoch(epoch) for epoch in range(2)]
+        assert (MONITOR in reports[0]) == (val_every == 1)
+        weights.append(run.optimisation.model.state_dict())
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
