@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,3 +70,30 @@ def test_validating_less_often_trains_the_same_weights(tiny_data):
         weights.append(run.optimisation.model.state_dict())
     for name, value in weights[0].items():
         torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
+
+
+class FolderSession(RecordingSession):
+    """Checks each epoch's checkpoint folder while ``report`` runs and keeps its path."""
+
+    class Checkpoint:
+        @staticmethod
+        def from_directory(directory: str) -> Path:
+            return Path(directory)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folders: list[Path] = []
+
+    def report(self, metrics: dict[str, Any], checkpoint: object = None) -> None:
+        super().report(metrics, checkpoint)
+        assert isinstance(checkpoint, Path) and (checkpoint / "state.pt").is_file()
+        self.folders.append(checkpoint)
+
+
+def test_checkpoint_folders_are_removed_unless_the_session_takes_them(tiny_data):
+    tree = tiny_tree(tiny_data)
+    tree["train"].update(epochs=2)
+    session = FolderSession()
+    train_loop_per_worker({"config": config_from_dict(tree).to_dict(), "session": session})
+    assert len(session.folders) == 2
+    assert not any(folder.exists() for folder in session.folders)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -123,6 +124,9 @@ class LocalSession:
     dropped."""
 
     Checkpoint = _DroppedCheckpoint
+    #: whether ``report`` takes over a checkpoint's folder (deletes it once persisted);
+    #: otherwise the loop deletes it when ``report`` returns
+    takes_checkpoint_folders = False
 
     def get_context(self) -> LocalSession:
         return self
@@ -140,14 +144,39 @@ class LocalSession:
         return None
 
 
+class RayTrainSession:
+    """``ray.train`` for a Ray Train worker. Checkpoints are persisted in the background
+    (``CheckpointUploadMode.ASYNC``; Ray deletes the local folder once it is stored), so
+    training goes on while the epoch's checkpoint is copied to ``train.storage_path``."""
+
+    takes_checkpoint_folders = True
+
+    def __init__(self) -> None:
+        import ray.train
+
+        self.train = ray.train
+        self.Checkpoint = ray.train.Checkpoint
+
+    def get_context(self) -> Any:
+        return self.train.get_context()
+
+    def get_checkpoint(self) -> Any:
+        return self.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], checkpoint: Any = None) -> None:
+        if checkpoint is None:
+            self.train.report(metrics)
+            return
+        mode = self.train.CheckpointUploadMode.ASYNC
+        self.train.report(metrics, checkpoint=checkpoint, checkpoint_upload_mode=mode)
+
+
 def _session(loop_config: dict[str, Any]) -> Any:
-    """Where the loop reports: ``ray.train``, or ``loop_config["session"]`` when a Ray Tune
-    trial runs the loop in-process (an object with the same ``get_context``,
-    ``get_checkpoint``, ``report`` and ``Checkpoint``; see ``smartassign.tuning.trainable``)."""
-    session = loop_config.get("session")
-    if session is None:
-        import ray.train as session
-    return session
+    """Where the loop reports: :class:`RayTrainSession`, or ``loop_config["session"]`` when
+    the loop runs in-process, as in a Ray Tune trial (an object with the same
+    ``get_context``, ``get_checkpoint``, ``report``, ``Checkpoint`` and
+    ``takes_checkpoint_folders``; see ``smartassign.tuning.trainable``)."""
+    return loop_config.get("session") or RayTrainSession()
 
 
 class WorkerRun:
@@ -220,15 +249,19 @@ class WorkerRun:
         if self.rank != 0:
             self.session.report(metrics)
             return
-        with tempfile.TemporaryDirectory() as directory:
+        directory = Path(tempfile.mkdtemp(prefix="smartassign-checkpoint-"))
+        try:
             save_checkpoint(
-                Path(directory),
+                directory,
                 cfg=self.cfg,
                 progress=self.progress,
                 parts=self.optimisation.state_dicts(),
             )
-            checkpoint = self.session.Checkpoint.from_directory(directory)
+            checkpoint = self.session.Checkpoint.from_directory(str(directory))
             self.session.report(metrics, checkpoint=checkpoint)
+        finally:
+            if not self.session.takes_checkpoint_folders:
+                shutil.rmtree(directory, ignore_errors=True)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch: its training steps, timed as ``train/epoch_seconds`` (rank 0), then
