@@ -243,8 +243,28 @@ def log_model(model: SmartAssign, run_id: str) -> str:
             name="model",
             signature=signature,
             serialization_format="pickle",
+            pip_requirements=model_requirements(),
         )
     return info.model_uri
+
+
+MODEL_PACKAGES = ("smartassign", "torch", "numpy", "cloudpickle", "mlflow")
+"""Packages a logged model needs to load: this one (its classes are pickled), torch, and
+what MLflow's pickle flavour imports."""
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged model, from the installed versions.
+
+    Given explicitly, so MLflow does not infer them (it loads the model in a subprocess for
+    that, several seconds) and pins torch without its local label (``2.13.0``, not
+    ``2.13.0+cpu``: the CPU, CUDA and NPU builds serve the same model).
+    """
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return [f"{name}=={Version(version(name)).public}" for name in MODEL_PACKAGES]
 
 
 def train(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True) -> TrainResult:
