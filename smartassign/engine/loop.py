@@ -407,7 +407,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
             return {"status": "nonfinite", "message": str(error)}
         run.report(metrics)
         run.log_epoch(run.progress.epoch, metrics)
-        validated = cfg.train.monitor in metrics
+        validated = run.validates(epoch)
         if validated:
             run.log_figures(run.progress.epoch)
         if run.rank == 0:
