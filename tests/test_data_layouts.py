@@ -53,6 +53,33 @@ def test_rain_streak_unsplit_pool(tmp_path):
     assert issues == []
 
 
+def test_rain_streak_published_one_folder_trees(tmp_path):
+    """RainTrainL / RainTrainH / Rain100L / Rain100H as released: ``rain-N`` beside
+    ``norain-N``; and the ``rainy/`` variant with the clean files in the folder itself."""
+    _touch(tmp_path, "RainTrainH/rain-1.png", "RainTrainH/norain-1.png", "RainTrainH/rain-12.png")
+    _touch(tmp_path, "RainTrainH/norain-12.png", "RainTrainH/norain-13.png")
+    spec = DatasetSpec(name="h", layout="rain_streak", root=str(tmp_path / "RainTrainH"))
+    pairs, issues = list_pairs(spec)
+    assert [(p.input.name, p.target.name) for p in pairs] == [
+        ("rain-1.png", "norain-1.png"),
+        ("rain-12.png", "norain-12.png"),
+    ]
+    assert [(Path(i.path).name, i.kind) for i in issues] == [("norain-13.png", "missing_partner")]
+    _touch(tmp_path, "Rain100L/rainy/rain-001.png", "Rain100L/norain-001.png")
+    spec = DatasetSpec(name="l", layout="rain_streak", root=str(tmp_path / "Rain100L"))
+    assert _listed(spec, tmp_path / "Rain100L") == {
+        ("rainy/rain-001.png", "norain-001.png", None, "")
+    }
+
+
+def test_rain_streak_reads_the_real_raintrain_folders(real_data_dir):
+    for folder, count in (("RainTrainL_10", 10), ("RainTrainH_12", 12)):
+        spec = DatasetSpec(name="r", layout="rain_streak", root=str(real_data_dir / folder))
+        pairs, issues = list_pairs(spec)
+        assert len(pairs) == count and issues == []
+        assert all(p.target.name == "no" + p.input.name for p in pairs)
+
+
 def test_rain1200_side_by_side_splits_and_density_subsets(tmp_path):
     _touch(
         tmp_path,

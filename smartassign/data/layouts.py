@@ -8,7 +8,9 @@ layout         task   what the adapter looks for under ``root``
 =============  =====  ==================================================================
 rain_streak    rain   Li et al. (CVPR'19) rain streaks: ``rain/`` + ``norain/`` (or
                       ``rainy``/``input``/``data`` + ``clean``/``gt``/``target``), per
-                      split folder (``train*``/``test*``/``val*``) or one unsplit pool
+                      split folder (``train*``/``test*``/``val*``) or one unsplit pool;
+                      Rain100L/H, RainTrainL/H: ``rain-N`` beside ``norain-N`` in one
+                      folder, or ``rainy/rain-N`` with ``norain-N``
 rain1200       rain   DID-MDN: ``input | target`` side-by-side files; ``*train*`` and
                       ``*test*`` folders give the split, ``Rain_Heavy`` etc. the subset
 spa            rain   SPA-Data: ``real_world/V/V-f/V-f_x_y.png`` -> ``real_world_gt/V/V_x_y.png``
@@ -167,13 +169,37 @@ def _two_folders(
     )
 
 
+_RAIN_INPUTS = ("rain", "rainy", "input", "data")
+_RAIN_TARGETS = ("norain", "clean", "gt", "target", "ground_truth")
+
+
+def _prefixed(folder: Path, prefix: str) -> list[Path]:
+    """Image files of ``folder`` whose name starts with ``prefix-`` (case-insensitive)."""
+    return [p for p in image_files(folder) if p.name.lower().startswith(prefix + "-")]
+
+
+def _rain_streak_one_folder(spec: DatasetSpec, root: Path) -> Listing | None:
+    """The Rain100L / Rain100H / RainTrainL / RainTrainH releases: ``rain-N.png`` beside
+    ``norain-N.png`` in one folder, or the inputs in a ``rainy/`` (or ``rain/``) sub-folder
+    with ``norain-N.png`` in the folder itself. ``None`` when ``root`` is neither."""
+    targets = _prefixed(root, "norain")
+    if not targets:
+        return None
+    inputs = _prefixed(root, "rain")
+    if not inputs:
+        folder = _child(root, ("rainy", "rain"))
+        inputs = _prefixed(folder, "rain") if folder is not None else []
+    return _pair_up(
+        spec, inputs, targets, rule_strategies("prefix"), task="rain", split=split_of(root.name)
+    )
+
+
 def _rain_streak(spec: DatasetSpec, root: Path) -> Listing:
+    one_folder = _rain_streak_one_folder(spec, _unwrap(root))
+    if one_folder is not None:
+        return one_folder
     return _two_folders(
-        spec,
-        root,
-        task="rain",
-        input_names=("rain", "rainy", "input", "data"),
-        target_names=("norain", "clean", "gt", "target", "ground_truth"),
+        spec, root, task="rain", input_names=_RAIN_INPUTS, target_names=_RAIN_TARGETS
     )
 
 
