@@ -119,12 +119,21 @@ def _write_json(path: str, payload: dict[str, object]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from smartassign.evaluation import evaluate, markdown_table, write_evaluation
+    from smartassign.data.real_checks import load_check_sets, missing_line, real_data_root
+    from smartassign.evaluation import evaluate, evaluate_real, markdown_table, write_evaluation
     from smartassign.model_io import load_model
 
     cfg = load_config(args.params)
     model = load_model(args.model or cfg.train.model_dir)
     evaluation = evaluate(model, cfg, args.split, progress=not args.quiet)
+    if not args.no_real:
+        root = real_data_root(cfg.evaluate.real_data)
+        checks = load_check_sets(root, cfg.evaluate.real_sets)
+        skipped = missing_line(checks, root)
+        if skipped:
+            print(skipped)
+        if checks.pairs:
+            evaluation.extra.append(evaluate_real(model, checks, progress=not args.quiet))
     write_evaluation(evaluation, args.out)
     print(markdown_table(evaluation), end="")
     print(f"written to {args.out}/ (per_image.csv, summary.md, metrics.json, samples/)")
@@ -297,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluation.add_argument("--out", default="outputs/evaluate", help="output folder")
     evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluation.add_argument(
+        "--no-real", action="store_true", help="skip the real check sets (evaluate.real_data)"
+    )
     evaluation.set_defaults(handler=_evaluate)
 
     reg = commands.add_parser("register", help="register the trained model (alias challenger)")

@@ -1,8 +1,8 @@
 """One typed configuration object, loaded from ``params.yaml``.
 
-Every hyper-parameter of the project lives in ``params.yaml`` under eight sections
+Every hyper-parameter of the project lives in ``params.yaml`` under nine sections
 (``model``, ``loss``, ``data``, ``train``, ``tune``, ``ablation``, ``registry``,
-``inference``).
+``inference``, ``evaluate``).
 :func:`load_config` reads the file into :class:`Config`; unknown keys and out-of-range
 values are refused with a :class:`ConfigError` that names the offending key, e.g.
 ``model.channels``.
@@ -560,6 +560,25 @@ class InferenceConfig(_Section):
         return self
 
 
+REAL_CHECK_SETS = ("Rain12", "RainTrainL_10", "RainTrainH_12", "SPA-Data_samples")
+"""Real benchmark pairs the evaluation can score besides the test split (folder names
+under ``evaluate.real_data``; :mod:`smartassign.data.real_checks` knows their layouts)."""
+
+
+class EvaluateConfig(_Section):
+    """Evaluation of the trained model (``smartassign evaluate``, DVC stage ``evaluate``)."""
+
+    real_data: str = Field(
+        "auto",
+        min_length=1,
+        description="folder of the real check sets; auto = $SMARTASSIGN_REAL_DATA, else "
+        "../shared/data/real; none = test split only",
+    )
+    real_sets: tuple[Literal[REAL_CHECK_SETS], ...] = Field(  # type: ignore[valid-type]
+        REAL_CHECK_SETS, description="real check sets scored when their folder is present"
+    )
+
+
 class Config(_Section):
     """The whole ``params.yaml``."""
 
@@ -571,6 +590,7 @@ class Config(_Section):
     ablation: AblationConfig = Field(default_factory=AblationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
     @model_validator(mode="after")
     def _recognition_window_is_the_crop(self) -> Config:

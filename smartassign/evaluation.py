@@ -1,9 +1,12 @@
-"""Test-set evaluation: per dataset and task, PSNR / SSIM on RGB and Y, recognition accuracy.
+"""Evaluation: per dataset and task, PSNR / SSIM on RGB and Y, recognition accuracy.
 
-Every image of a split's manifest is restored by its own task's decoder (the label is
-known) and scored on 8-bit output with :mod:`smartassign.metrics`; the recognition head's
-choice is scored separately. Outputs (``write_evaluation``): a per-image CSV, a markdown
-summary table, DVC metrics JSON and a few ``input | output | target`` sample images.
+Every image is restored by its own task's decoder (the label is known) and scored on
+8-bit output with :mod:`smartassign.metrics`; the recognition head's choice is scored
+separately. Two kinds of images are scored: a split of the prepared manifests
+(:func:`evaluate`, the test split by default) and the real check sets of
+:mod:`smartassign.data.real_checks` (:func:`evaluate_real`, ``split`` ``real``), whole
+images both. Outputs (``write_evaluation``): a per-image CSV, a markdown summary table,
+DVC metrics JSON and a few ``input | output | target`` sample images.
 
 Metric keys: ``<split>/<dataset>/<task>/<metric>`` per group, ``<split>/<task>/<metric>``
 over datasets, ``<split>/psnr_y_mean`` / ``psnr_mean`` / ``ssim_y_mean`` over tasks and
@@ -16,7 +19,8 @@ import csv
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,7 @@ from smartassign.data.manifest import (
     manifest_path,
     read_manifest_and_sha256,
 )
+from smartassign.data.real_checks import CheckSets
 from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.tracking import sample_grid
 from smartassign.losses import select_restoration
@@ -43,8 +48,9 @@ METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "input_psnr_y")
 
 @dataclass
 class ImageScore:
-    """Scores of one test image."""
+    """Scores of one image."""
 
+    split: str
     dataset: str
     task: str
     name: str
@@ -58,13 +64,21 @@ class ImageScore:
 
 @dataclass
 class Evaluation:
-    """All per-image scores of a split, the metrics derived from them and a few samples."""
+    """All per-image scores of a split, the metrics derived from them and a few samples;
+    ``extra`` holds further scored sets (the real check sets), written alongside."""
 
     split: str
     scores: list[ImageScore]
     metrics: dict[str, float]
     manifest_sha256: str
     samples: dict[str, np.ndarray]
+    extra: list[Evaluation] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Lines for the reader: check sets skipped, pairs left out."""
+
+    def parts(self) -> list[Evaluation]:
+        """This evaluation and its extra ones, in order."""
+        return [self, *self.extra]
 
 
 def _mean(values: list[float]) -> float:
@@ -72,7 +86,8 @@ def _mean(values: list[float]) -> float:
 
 
 def summarise(scores: list[ImageScore], split: str) -> dict[str, float]:
-    """Means per (dataset, task), per task, over tasks, and the recognition accuracy."""
+    """Means per (dataset, task), per task, over tasks, and the recognition accuracy; per
+    group also the image count and how many images the model made worse on PSNR-Y."""
     groups: dict[str, list[ImageScore]] = defaultdict(list)
     for score in scores:
         groups[f"{split}/{score.dataset}/{score.task}"].append(score)
@@ -80,6 +95,7 @@ def summarise(scores: list[ImageScore], split: str) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for prefix, members in sorted(groups.items()):
         metrics[f"{prefix}/count"] = len(members)
+        metrics[f"{prefix}/worse"] = sum(s.psnr_y < s.input_psnr_y for s in members)
         for metric in METRICS:
             metrics[f"{prefix}/{metric}"] = _mean([getattr(s, metric) for s in members])
     tasks = [task for task in TASKS if f"{split}/{task}" in groups]
@@ -99,6 +115,53 @@ def split_sha256(cfg: Config, split: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+Item = tuple[str, str, str, np.ndarray, np.ndarray]
+"""``(dataset, task, name, degraded, clean)`` of one image to score."""
+
+
+def _score(
+    model: SmartAssign,
+    items: Iterable[Item],
+    split: str,
+    sha256: str,
+    samples_per_group: int,
+) -> Evaluation:
+    """Restore each item by its own task's decoder and score it."""
+    model.eval()
+    device = next(model.parameters()).device
+    scores: list[ImageScore] = []
+    sample_rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
+    for dataset, task, name, degraded, clean in items:
+        label = torch.tensor([task_label(task)], device=device)
+        output = model(to_tensor(degraded)[None].to(device), label)
+        restored = to_pixels(select_restoration(output, label)[0])
+        recognised = TASKS[int(output.logits.argmax(dim=1))] if output.logits is not None else ""
+        scores.append(
+            ImageScore(
+                split=split,
+                dataset=dataset,
+                task=task,
+                name=name,
+                psnr=psnr(restored, clean),
+                psnr_y=psnr(restored, clean, y_channel=True),
+                ssim=ssim(restored, clean),
+                ssim_y=ssim(restored, clean, y_channel=True),
+                input_psnr_y=psnr(degraded, clean, y_channel=True),
+                recognised=recognised,
+            )
+        )
+        group = f"{dataset}_{task}"
+        if len(sample_rows[group]) < samples_per_group:
+            sample_rows[group].append((degraded, restored, clean))
+    return Evaluation(
+        split=split,
+        scores=scores,
+        metrics=summarise(scores, split),
+        manifest_sha256=sha256,
+        samples={group: sample_grid(rows, size=256) for group, rows in sample_rows.items()},
+    )
+
+
 @torch.no_grad()
 def evaluate(
     model: SmartAssign,
@@ -111,81 +174,83 @@ def evaluate(
     """Score ``model`` on every image of ``split`` (``data.root/manifests/<split>.jsonl``)
     of the tasks it restores (a single-task V4 model: its own task only)."""
     root = Path(cfg.data.root)
-    path = manifest_path(root, split)
-    all_records, manifest_sha256 = read_manifest_and_sha256(path)
+    all_records, manifest_sha256 = read_manifest_and_sha256(manifest_path(root, split))
     records = [r for r in all_records if r.task in model.routing.tasks]
-    model.eval()
-    device = next(model.parameters()).device
-    scores: list[ImageScore] = []
-    sample_rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
-    for record in tqdm(records, desc=f"evaluate {split}", unit="img", disable=not progress):
-        degraded, clean = load_pair(record, root)
-        label = torch.tensor([task_label(record.task)], device=device)
-        output = model(to_tensor(degraded)[None].to(device), label)
-        restored = to_pixels(select_restoration(output, label)[0])
-        recognised = TASKS[int(output.logits.argmax(dim=1))] if output.logits is not None else ""
-        scores.append(
-            ImageScore(
-                dataset=record.dataset,
-                task=record.task,
-                name=record.name,
-                psnr=psnr(restored, clean),
-                psnr_y=psnr(restored, clean, y_channel=True),
-                ssim=ssim(restored, clean),
-                ssim_y=ssim(restored, clean, y_channel=True),
-                input_psnr_y=psnr(degraded, clean, y_channel=True),
-                recognised=recognised,
-            )
-        )
-        group = f"{record.dataset}_{record.task}"
-        if len(sample_rows[group]) < samples_per_group:
-            sample_rows[group].append((degraded, restored, clean))
-    return Evaluation(
-        split=split,
-        scores=scores,
-        metrics=summarise(scores, split),
-        manifest_sha256=manifest_sha256,
-        samples={group: sample_grid(rows, size=256) for group, rows in sample_rows.items()},
-    )
+
+    def items() -> Iterator[Item]:
+        for record in tqdm(records, desc=f"evaluate {split}", unit="img", disable=not progress):
+            yield (record.dataset, record.task, record.name, *load_pair(record, root))
+
+    return _score(model, items(), split, manifest_sha256, samples_per_group)
+
+
+@torch.no_grad()
+def evaluate_real(
+    model: SmartAssign, checks: CheckSets, *, samples_per_group: int = 1, progress: bool = True
+) -> Evaluation:
+    """Score ``model`` on the real check pairs of the tasks it restores (split ``real``)."""
+    pairs = [pair for pair in checks.pairs if pair.task in model.routing.tasks]
+
+    def items() -> Iterator[Item]:
+        for pair in tqdm(pairs, desc="evaluate real", unit="img", disable=not progress):
+            yield pair.dataset, pair.task, pair.name, pair.degraded, pair.clean
+
+    evaluation = _score(model, items(), "real", checks.sha256, samples_per_group)
+    evaluation.notes = [f"{issue.path}: {issue.reason} (left out)" for issue in checks.issues]
+    return evaluation
 
 
 def markdown_table(evaluation: Evaluation) -> str:
-    """One row per (dataset, task): count, PSNR / SSIM (RGB, Y), input PSNR-Y and gain."""
-    split, metrics = evaluation.split, evaluation.metrics
-    groups = sorted({(s.dataset, s.task) for s in evaluation.scores})
+    """One row per (split, dataset, task) of the evaluation and its extra parts: count,
+    PSNR / SSIM (RGB, Y), input PSNR-Y, gain and how many images got worse on PSNR-Y;
+    then the recognition accuracy of each part and the notes."""
     lines = [
-        "| dataset | task | images | PSNR | SSIM | PSNR-Y | SSIM-Y | input PSNR-Y | gain Y |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| split | dataset | task | images | PSNR | SSIM | PSNR-Y | SSIM-Y | input PSNR-Y "
+        "| gain Y | worse |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for dataset, task in groups:
-        key = f"{split}/{dataset}/{task}"
-        gain = metrics[f"{key}/psnr_y"] - metrics[f"{key}/input_psnr_y"]
-        lines.append(
-            f"| {dataset} | {task} | {int(metrics[f'{key}/count'])} "
-            f"| {metrics[f'{key}/psnr']:.2f} | {metrics[f'{key}/ssim']:.4f} "
-            f"| {metrics[f'{key}/psnr_y']:.2f} | {metrics[f'{key}/ssim_y']:.4f} "
-            f"| {metrics[f'{key}/input_psnr_y']:.2f} | {gain:+.2f} |"
-        )
-    if f"{split}/recognition_acc" in metrics:
-        lines.append("")
-        lines.append(f"Recognition accuracy: {metrics[f'{split}/recognition_acc']:.3f}")
-    return "\n".join(lines) + "\n"
+    footer = []
+    for part in evaluation.parts():
+        split, metrics = part.split, part.metrics
+        for dataset, task in sorted({(s.dataset, s.task) for s in part.scores}):
+            key = f"{split}/{dataset}/{task}"
+            gain = metrics[f"{key}/psnr_y"] - metrics[f"{key}/input_psnr_y"]
+            lines.append(
+                f"| {split} | {dataset} | {task} | {int(metrics[f'{key}/count'])} "
+                f"| {metrics[f'{key}/psnr']:.2f} | {metrics[f'{key}/ssim']:.4f} "
+                f"| {metrics[f'{key}/psnr_y']:.2f} | {metrics[f'{key}/ssim_y']:.4f} "
+                f"| {metrics[f'{key}/input_psnr_y']:.2f} | {gain:+.2f} "
+                f"| {int(metrics[f'{key}/worse'])} |"
+            )
+        if f"{split}/recognition_acc" in metrics:
+            accuracy = metrics[f"{split}/recognition_acc"]
+            footer.append(f"Recognition accuracy ({split}): {accuracy:.3f}")
+    notes = [note for part in evaluation.parts() for note in part.notes]
+    return "\n".join([*lines, "", *footer, *(f"- {note}" for note in notes)]) + "\n"
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> None:
-    """``per_image.csv``, ``summary.md``, ``metrics.json`` and ``samples/*.png``."""
+    """``per_image.csv``, ``summary.md``, ``metrics.json`` and ``samples/*.png`` of the
+    evaluation and its extra parts (the real check sets' hash as ``real_sha256``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    scores = [score for part in evaluation.parts() for score in part.scores]
     with (out / "per_image.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(evaluation.scores[0])))
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(scores[0])))
         writer.writeheader()
-        for score in evaluation.scores:
+        for score in scores:
             writer.writerow(
                 {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(score).items()}
             )
     (out / "summary.md").write_text(markdown_table(evaluation))
-    metrics = {key: round(value, 4) for key, value in evaluation.metrics.items()}
-    metrics["manifest_sha256"] = evaluation.manifest_sha256
+    metrics: dict[str, float | str] = {}
+    for part in evaluation.parts():
+        metrics.update({key: round(value, 4) for key, value in part.metrics.items()})
+        metrics[f"{part.split}_sha256" if part is not evaluation else "manifest_sha256"] = (
+            part.manifest_sha256
+        )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    for group, grid in evaluation.samples.items():
-        write_png(out / "samples" / f"{group}.png", grid)
+    for part in evaluation.parts():
+        prefix = "" if part is evaluation else f"{part.split}_"
+        for group, grid in part.samples.items():
+            write_png(out / "samples" / f"{prefix}{group}.png", grid)

@@ -49,6 +49,7 @@ def tiny_tree(data_root: Path) -> dict:
             "val_every": 1,  # the tests follow the validation metrics epoch by epoch
             "resources_per_worker": {"CPU": 1},
         },
+        "evaluate": {"real_data": "none"},  # the real check sets have tests of their own
     }
 
 

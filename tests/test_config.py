@@ -26,6 +26,7 @@ def test_shipped_params_load_into_typed_sections():
         "ablation",
         "registry",
         "inference",
+        "evaluate",
     }
 
 

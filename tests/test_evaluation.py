@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,76 @@ def test_cli_evaluate_a_model_folder(tiny_eval, tmp_path, capsys):
     assert (out / "metrics.json").is_file()
     assert main(["evaluate", "--params", str(params), "--model", str(tmp_path / "nope")]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+def _cli_evaluate(cfg, model, tmp_path, **evaluate_section):
+    import yaml
+
+    save_model_dir(model, tmp_path / "model", yaml.safe_dump(cfg.to_dict()))
+    tree = cfg.to_dict()
+    tree["evaluate"].update(evaluate_section)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tree))
+    out = tmp_path / "eval"
+    args = ["evaluate", "--params", str(params), "--model", str(tmp_path / "model")]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_real_check_sets_get_one_row_each(tiny_data, real_data_dir, tmp_path, capsys):
+    cfg = config_from_dict(tiny_tree(tiny_data)).override({"model.veil_removal": False})
+    torch.manual_seed(0)
+    model = SmartAssign.from_config(cfg)  # residual decoders start at zero: output == input
+    out = _cli_evaluate(cfg, model, tmp_path, real_data=str(real_data_dir))
+    printed = capsys.readouterr().out
+    assert "real check sets skipped" not in printed
+    summary = (out / "summary.md").read_text()
+    for dataset, count in (
+        ("Rain12", 12),
+        ("RainTrainL_10", 9),  # pair 6 is byte-identical: left out, with a note
+        ("RainTrainH_12", 12),
+        ("SPA-Data_samples", 2),
+    ):
+        assert f"| real | {dataset} | rain | {count} |" in summary
+        assert f"| real | {dataset} | rain | {count} |" in printed
+    assert "rain-6.png: input and target norain-6.png are identical" in summary
+    assert "| test | synthetic | rain |" in summary
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["real/Rain12/rain/input_psnr_y"] == pytest.approx(30.14, abs=0.005)
+    for dataset in ("Rain12", "RainTrainL_10", "RainTrainH_12", "SPA-Data_samples"):
+        key = f"real/{dataset}/rain"
+        assert metrics[f"{key}/psnr_y"] == pytest.approx(metrics[f"{key}/input_psnr_y"], abs=1e-3)
+        assert metrics[f"{key}/worse"] == 0
+    assert len(metrics["real_sha256"]) == 64
+    assert metrics["manifest_sha256"] != metrics["real_sha256"]
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert {row["split"] for row in rows} == {"test", "real"}
+    assert (out / "samples" / "real_Rain12_rain.png").is_file()
+
+
+def test_absent_real_check_sets_are_named_in_one_line(tiny_eval, tmp_path, capsys):
+    cfg, model = tiny_eval
+    record = read_manifest(manifest_path(Path(cfg.data.root), "test"))[0]
+    source, target = record.resolve(Path(cfg.data.root))
+    rain12 = tmp_path / "real" / "Rain12"
+    for folder, name, path in (("rain", "rain-001", source), ("norain", "norain-001", target)):
+        (rain12 / folder).mkdir(parents=True)
+        shutil.copy(path, rain12 / folder / f"{name}.png")
+    out = _cli_evaluate(cfg, model, tmp_path, real_data=str(tmp_path / "real"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "real check sets" in line]
+    assert lines == [
+        f"real check sets skipped (not found under {tmp_path / 'real'}): RainTrainL_10, "
+        "RainTrainH_12, SPA-Data_samples; set $SMARTASSIGN_REAL_DATA or evaluate.real_data to "
+        "the folder that holds them"
+    ]
+    summary = (out / "summary.md").read_text()
+    assert "| real | Rain12 | rain | 1 |" in summary
+    assert "RainTrainL_10" not in summary
+
+
+def test_no_real_data_means_the_test_split_only(tiny_eval, tmp_path, capsys):
+    cfg, model = tiny_eval
+    out = _cli_evaluate(cfg, model, tmp_path, real_data=str(tmp_path / "nowhere"))
+    assert "Rain12, RainTrainL_10, RainTrainH_12, SPA-Data_samples" in capsys.readouterr().out
+    assert "| real |" not in (out / "summary.md").read_text()
+    assert not any(key.startswith("real") for key in json.loads((out / "metrics.json").read_text()))
