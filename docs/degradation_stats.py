@@ -1,0 +1,153 @@
+"""Rain and snow statistics of the real check images next to the synthetic generator's.
+
+Measures every rain pair of the real check folders (Rain12, RainTrainL_10, RainTrainH_12,
+SPA-Data samples; identical pairs are left out) and the snowy photos without ground truth
+with :mod:`smartassign.data.statistics`, then the same numbers on pairs the generator of
+``params.yaml`` makes from the builtin photos (in memory, as the prepare stage would).
+Writes ``docs/degradation_stats.json`` (median and 10th / 90th percentile per source) and
+prints the markdown tables of docs/data.md::
+
+    python docs/degradation_stats.py --real ../shared/data/real --params params.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from smartassign.config import load_config
+from smartassign.data.images import read_rgb
+from smartassign.data.layouts import image_files
+from smartassign.data.statistics import rain_statistics, snow_statistics
+from smartassign.data.synthetic import (
+    BUILTIN_PHOTOS,
+    BUILTIN_TRAIN_PHOTOS,
+    add_rain,
+    add_snow,
+    builtin_photos,
+    random_crop,
+    sample_rng,
+)
+
+RAIN_FOLDERS = {
+    "Rain12": ("Rain12/rain", "Rain12/norain", "rain-", "norain-"),
+    "RainTrainL_10": ("RainTrainL_10", "RainTrainL_10", "rain-", "norain-"),
+    "RainTrainH_12": ("RainTrainH_12", "RainTrainH_12", "rain-", "norain-"),
+    "SPA samples": ("SPA-Data_samples/rain", "SPA-Data_samples/norain", "", ""),
+}
+"""Real rain check sets: (input folder, target folder, input prefix, target prefix)."""
+
+SNOW_FOLDERS = ("snow_unpaired/Snow100K_realistic", "snow_unpaired/CSD_snowy_noGT")
+RAIN_KEYS = (
+    "brightening",
+    "veil",
+    "coverage",
+    "contrast",
+    "contrast_p95",
+    "angle",
+    "angle_spread",
+    "width",
+    "length",
+    "greyness",
+    "darker",
+    "shift",
+)
+SNOW_KEYS = (
+    "flake_density",
+    "coverage",
+    "flake_radius_median",
+    "flake_radius_p90",
+    "flake_contrast",
+)
+
+
+def real_rain_pairs(root: Path, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of one real rain folder whose two images differ."""
+    inputs, targets, in_prefix, target_prefix = RAIN_FOLDERS[name]
+    for path in sorted((root / inputs).glob(f"{in_prefix}*.png")):
+        partner = root / targets / (target_prefix + path.name[len(in_prefix) :])
+        degraded, clean = read_rgb(path).pixels, read_rgb(partner).pixels
+        if degraded.shape == clean.shape and not np.array_equal(degraded, clean):
+            yield degraded, clean
+
+
+def synthetic_pairs(params: Path, count: int, task: str) -> Iterator[tuple[np.ndarray, ...]]:
+    """``count`` generated pairs of ``task`` over the builtin photos (seeded)."""
+    cfg = load_config(params).data
+    photos = builtin_photos(BUILTIN_PHOTOS) + builtin_photos(
+        BUILTIN_TRAIN_PHOTOS, "synthetic.train_photos"
+    )
+    pixels = [read_rgb(photo.path).pixels for photo in photos]
+    for index in range(count):
+        photo = index % len(photos)
+        rng = sample_rng(cfg.seed, task, photos[photo].name, 1000 + index)
+        clean = random_crop(pixels[photo], cfg.synthetic.size, cfg.synthetic.min_scale, rng)
+        if task == "rain":
+            yield add_rain(clean, rng, cfg.synthetic.rain), clean
+        else:
+            yield (add_snow(clean, rng, cfg.synthetic.snow),)
+
+
+def summarise(rows: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, list[float]]:
+    """``key -> [p10, median, p90]`` over the rows."""
+    return {
+        key: [round(float(np.percentile([row[key] for row in rows], q)), 3) for q in (10, 50, 90)]
+        for key in keys
+    }
+
+
+def table(summaries: dict[str, dict[str, list[float]]], keys: tuple[str, ...]) -> str:
+    """Markdown: one row per source, ``median (p10-p90)`` per statistic."""
+    lines = ["| source | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for source, summary in summaries.items():
+        cells = [f"{m:.3g} ({lo:.3g}-{hi:.3g})" for lo, m, hi in (summary[k] for k in keys)]
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", default="../shared/data/real", type=Path)
+    parser.add_argument("--params", default="params.yaml", type=Path)
+    parser.add_argument("--samples", type=int, default=48, help="generated images per task")
+    parser.add_argument("--out", default="docs/degradation_stats.json", type=Path)
+    args = parser.parse_args()
+
+    rain: dict[str, dict[str, list[float]]] = {}
+    counts: dict[str, int] = {}
+    for name in RAIN_FOLDERS:
+        rows = [rain_statistics(*pair).as_dict() for pair in real_rain_pairs(args.real, name)]
+        rain[name], counts[name] = summarise(rows, RAIN_KEYS), len(rows)
+    rows = [
+        rain_statistics(*pair).as_dict()
+        for pair in synthetic_pairs(args.params, args.samples, "rain")
+    ]
+    rain["generator"], counts["generator rain"] = summarise(rows, RAIN_KEYS), len(rows)
+
+    snow: dict[str, dict[str, list[float]]] = {}
+    for folder in SNOW_FOLDERS:
+        rows = [
+            snow_statistics(read_rgb(path).pixels).as_dict()
+            for path in image_files(args.real / folder)
+        ]
+        snow[Path(folder).name], counts[Path(folder).name] = summarise(rows, SNOW_KEYS), len(rows)
+    rows = [
+        snow_statistics(image).as_dict()
+        for (image,) in synthetic_pairs(args.params, args.samples, "snow")
+    ]
+    snow["generator"], counts["generator snow"] = summarise(rows, SNOW_KEYS), len(rows)
+
+    args.out.write_text(json.dumps({"images": counts, "rain": rain, "snow": snow}, indent=2) + "\n")
+    print(table(rain, RAIN_KEYS))
+    print()
+    print(table(snow, SNOW_KEYS))
+    print()
+    print("images per source:", counts)
+
+
+if __name__ == "__main__":
+    main()
