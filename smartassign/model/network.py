@@ -179,7 +179,9 @@ class RestorationDecoder(nn.Module):
     """D_dr / D_ds of Eq. 12: three convolutions on the concatenated knowledge to an image.
 
     With ``residual`` the decoder predicts a correction added to the input image; its last
-    convolution starts at zero so an untrained decoder returns the input unchanged.
+    convolution starts at zero so an untrained decoder returns the input unchanged, and has
+    no bias: a constant shift of every pixel is no local restoration, and with a bias the
+    decoder learns to darken every image by the mean rain of its training data.
     """
 
     def __init__(self, in_channels: int, hidden: int, residual: bool) -> None:
@@ -190,11 +192,10 @@ class RestorationDecoder(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, hidden, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, 3, 3, padding=1),
+            nn.Conv2d(hidden, 3, 3, padding=1, bias=not residual),
         )
         if residual:
             nn.init.zeros_(self.convs[-1].weight)
-            nn.init.zeros_(self.convs[-1].bias)
 
     def forward(self, knowledge: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         out = self.convs(knowledge)
