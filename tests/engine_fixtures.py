@@ -24,6 +24,7 @@ TINY_MODEL = {
     "decoder_hidden": 8,
     "drm_grid": 2,
     "drm_dim": 4,
+    "veil_removal": True,  # off by default; on here so its paths stay covered
 }
 TINY_SAMPLES_PER_EPOCH = 16
 TINY_BATCH = 4

@@ -20,6 +20,7 @@ TINY = {
     "decoder_hidden": 8,
     "drm_grid": 2,
     "drm_dim": 4,
+    "veil_removal": True,  # off by default; on here so its paths stay covered
 }
 
 

@@ -8,9 +8,11 @@ Gousseau and Ladjal, "Synthetic images as a regularity prior for image restorati
 networks", SSVM 2021). Here they add edges of every orientation, contrast and width,
 including thin bright ones, which a deraining model must learn to tell apart from streaks.
 
-Shapes are anti-aliased ellipses (rendered at twice the size, then area-downscaled), 15 %
-of them thin and elongated (wires, spokes, rims), over a random background; colours are
-random and partly desaturated; a slight Gaussian blur stands in for a camera's optics.
+Shapes are anti-aliased ellipses (rendered at twice the size, then area-downscaled), half
+of them thin and elongated (wires, twigs, straw, grass blades: thin bright lines at every
+angle, the scene content a derain decoder most often mistakes for streaks), over a random
+background; colours are random and partly desaturated; a slight Gaussian blur stands in
+for a camera's optics.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ SHAPES = 1500
 MAX_RADIUS = 150.0
 MIN_RADIUS = 4.0
 RADIUS_EXPONENT = 2.0
-THIN_SHARE = 0.15
+THIN_SHARE = 0.5
 SUPERSAMPLING = 2
 
 
