@@ -43,7 +43,7 @@ from smartassign.losses import select_restoration
 from smartassign.metrics import psnr, ssim
 from smartassign.model import SmartAssign
 
-METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "input_psnr_y")
+METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "input_psnr_y", "input_ssim_y")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class ImageScore:
     ssim: float
     ssim_y: float
     input_psnr_y: float
+    input_ssim_y: float
     recognised: str
 
 
@@ -99,7 +100,7 @@ def summarise(scores: list[ImageScore], split: str) -> dict[str, float]:
         for metric in METRICS:
             metrics[f"{prefix}/{metric}"] = _mean([getattr(s, metric) for s in members])
     tasks = [task for task in TASKS if f"{split}/{task}" in groups]
-    for metric in ("psnr", "psnr_y", "ssim", "ssim_y", "input_psnr_y"):
+    for metric in METRICS:
         metrics[f"{split}/{metric}_mean"] = _mean([metrics[f"{split}/{t}/{metric}"] for t in tasks])
     recognised = [s for s in scores if s.recognised]
     if recognised:
@@ -147,6 +148,7 @@ def _score(
                 ssim=ssim(restored, clean),
                 ssim_y=ssim(restored, clean, y_channel=True),
                 input_psnr_y=psnr(degraded, clean, y_channel=True),
+                input_ssim_y=ssim(degraded, clean, y_channel=True),
                 recognised=recognised,
             )
         )
@@ -202,12 +204,12 @@ def evaluate_real(
 
 def markdown_table(evaluation: Evaluation) -> str:
     """One row per (split, dataset, task) of the evaluation and its extra parts: count,
-    PSNR / SSIM (RGB, Y), input PSNR-Y, gain and how many images got worse on PSNR-Y;
+    PSNR / SSIM (RGB, Y), input PSNR-Y / SSIM-Y, gain and how many images got worse on PSNR-Y;
     then the recognition accuracy of each part and the notes."""
     lines = [
         "| split | dataset | task | images | PSNR | SSIM | PSNR-Y | SSIM-Y | input PSNR-Y "
-        "| gain Y | worse |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| input SSIM-Y | gain Y | worse |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     footer = []
     for part in evaluation.parts():
@@ -219,7 +221,8 @@ def markdown_table(evaluation: Evaluation) -> str:
                 f"| {split} | {dataset} | {task} | {int(metrics[f'{key}/count'])} "
                 f"| {metrics[f'{key}/psnr']:.2f} | {metrics[f'{key}/ssim']:.4f} "
                 f"| {metrics[f'{key}/psnr_y']:.2f} | {metrics[f'{key}/ssim_y']:.4f} "
-                f"| {metrics[f'{key}/input_psnr_y']:.2f} | {gain:+.2f} "
+                f"| {metrics[f'{key}/input_psnr_y']:.2f} "
+                f"| {metrics[f'{key}/input_ssim_y']:.4f} | {gain:+.2f} "
                 f"| {int(metrics[f'{key}/worse'])} |"
             )
         if f"{split}/recognition_acc" in metrics:
