@@ -21,29 +21,11 @@ Tune trial (the loop runs in the trial's own process and checkpoints every epoch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from smartassign.config import (
-    TRIAL_KEYS,
-    Config,
-    ConfigError,
-    Variant,
-    check_settable,
-    check_value,
-)
-
-#: keys every run sets itself, and why ``ablation.overrides`` cannot set them
-RESERVED = {
-    **TRIAL_KEYS,
-    "model.variant": "each arm sets its variant (ablation.variants)",
-    "model.single_task": "V4 is trained once per task",
-    "train.seed": "each run sets it from ablation.seeds",
-    "data.seed": "each run sets it from ablation.seeds",
-    "train.tuned_params": "the study starts from params.yaml; put tuned values here instead",
-}
-UNSET_SECTIONS = ("ablation", "tune", "registry")
+from smartassign.config import Config, Variant, override_in
 
 
 @dataclass(frozen=True)
@@ -82,14 +64,6 @@ def arm_named(name: str) -> Arm:
     raise ValueError(f"unknown ablation arm {name!r}")
 
 
-def check_overrides(overrides: Mapping[str, Any]) -> None:
-    """Check ``ablation.overrides`` on its own: known keys, not set by the study, each value
-    valid for its key. Raises ``ValueError`` starting with the offending key."""
-    for key, value in overrides.items():
-        check_settable(key, RESERVED, UNSET_SECTIONS, "overridden")
-        check_value(key, value)
-
-
 def run_config(base: Config, arm: Arm, seed: int) -> Config:
     """The configuration of one run: ``arm`` trained with ``seed`` on the shared budget.
 
@@ -109,8 +83,4 @@ def run_config(base: Config, arm: Arm, seed: int) -> Config:
     }
     if arm.task is not None:
         updates["model.single_task"] = arm.task
-    try:
-        return base.override(updates)
-    except ConfigError as error:
-        detail = str(error).split("\n", 1)[-1].strip()
-        raise ConfigError(f"ablation.overrides: invalid for arm {arm.name}: {detail}") from None
+    return override_in(base, updates, f"ablation.overrides: invalid for arm {arm.name}")

@@ -1,0 +1,63 @@
+"""``train:``: optimisation (paper Sec. 4.1) and the Ray Train run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from smartassign.config.base import Section, quality_metric
+
+
+class TrainConfig(Section):
+    """Optimisation (paper Sec. 4.1) and the Ray Train run."""
+
+    seed: int = Field(0, ge=0)
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
+    lr_schedule: Literal["cosine", "plateau"] = Field(
+        "cosine", description="cosine decay over the run, or plateau halving (paper)"
+    )
+    warmup_steps: int = Field(20, ge=0, description="linear learning-rate warm-up steps")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="plateau decay factor")
+    lr_patience: int = Field(2, ge=0, description="validations without improvement before decay")
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the weights; 0 = off")
+    monitor: str = Field(
+        "val/psnr_y_mean", description="validation metric driving the plateau schedule"
+    )
+    val_every: int = Field(
+        5, ge=1, description="validate every N epochs and after the last (tune trials: 1)"
+    )
+    num_workers: int = Field(
+        1, ge=0, description="Ray Train workers (DDP); 0 only inside `smartassign tune` trials"
+    )
+    device: Literal["cpu", "cuda", "npu"] = "cpu"
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 2.0}, description="Ray resources of one worker"
+    )
+    amp: bool = Field(False, description="autocast on CUDA / NPU (CPU stays float32)")
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    checkpoint_every_steps: int = Field(0, ge=0, description="extra checkpoints; 0 = epochs only")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints Ray keeps")
+    max_failures: int = Field(2, ge=0, description="worker-group restarts before giving up")
+    run_name: str = Field("smartassign", min_length=1, description="Ray run name")
+    storage_path: str = Field("outputs/ray", description="Ray run storage (local or URI)")
+    model_dir: str = Field("models/smartassign", description="trained model output folder")
+    tuned_params: str = Field(
+        "", description="best-params YAML of a sweep to train with; empty = params.yaml as is"
+    )
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_is_a_validation_metric(cls, value: str) -> str:
+        return quality_metric(value, "val", ("psnr", "psnr_y"), per_dataset=False)
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = [key for key, amount in value.items() if amount < 0]
+        if negative:
+            raise ValueError(f"negative amount for {negative}")
+        return value
