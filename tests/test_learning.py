@@ -1,6 +1,7 @@
 """The network and Eq. 19 learn: a few hundred Adam steps on one rain and one snow pair."""
 
 import numpy as np
+import pytest
 import torch
 
 from smartassign.config import Config
@@ -24,9 +25,17 @@ def _pair(task: str, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     return tensor(degraded), tensor(clean)
 
 
-def test_each_decoder_gains_3_db_on_its_own_pair():
-    torch.manual_seed(0)
+@pytest.fixture
+def two_threads():
+    """Two torch threads for this test, the session's count again after it."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_each_decoder_gains_3_db_on_its_own_pair(two_threads):
+    torch.manual_seed(0)
     cfg = Config()
     (rain_in, rain_gt), (snow_in, snow_gt) = _pair("rain"), _pair("snow")
     degraded = torch.stack([rain_in, snow_in])

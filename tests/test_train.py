@@ -107,15 +107,29 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tiny_config, mlflow_
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_zero_workers_is_refused_before_ray_starts(tiny_config):
+def _ray_must_not_start(monkeypatch) -> None:
+    """Ray is up in this session (a fixture), so "before Ray starts" means before ``fit``
+    asks Ray for anything: its entry points fail the test if reached."""
+    import ray
+    import ray.train.torch
+
+    def started(*args, **kwargs):
+        raise AssertionError("Ray was asked to start before the configuration was refused")
+
+    monkeypatch.setattr(ray, "init", started)
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", started)
+
+
+def test_zero_workers_is_refused_before_ray_starts(tiny_config, monkeypatch):
     from smartassign.config import ConfigError
 
+    _ray_must_not_start(monkeypatch)
     with pytest.raises(ConfigError, match=r"train\.num_workers: 0 is only for"):
         fit(tiny_config("zero", num_workers=0))
 
 
 def test_monitor_of_a_task_the_val_split_lacks_is_refused_before_ray_starts(
-    tiny_config, tiny_data, tmp_path
+    tiny_config, tiny_data, tmp_path, monkeypatch
 ):
     from smartassign.config import ConfigError
 
@@ -126,6 +140,7 @@ def test_monitor_of_a_task_the_val_split_lacks_is_refused_before_ray_starts(
     assert rain and len(rain) < len(lines)
     (root / "manifests" / "val.jsonl").write_text("\n".join(rain) + "\n")
     cfg = tiny_config("monitor", monitor="val/snow/psnr_y").override({"data.root": str(root)})
+    _ray_must_not_start(monkeypatch)
     with pytest.raises(ConfigError, match=r"val/snow/psnr_y is never measured: .* no snow"):
         fit(cfg)
 
