@@ -207,8 +207,8 @@ class RecognitionDecoder(nn.Module):
 
     The first two convolutions have stride 2: recognition needs no full-resolution output.
     The paper does not name its global Pool. ``max`` is the default: streaks and flakes
-    cover a small share of the pixels, and a mean over the image dilutes their response so
-    much that the head stays at chance (README, "Training").
+    cover a small share of the pixels, and a mean over the image dilutes their response
+    (docs/model.md, "Recognition pooling").
 
     The head learns on training crops, where Pool covers one crop. On a larger image one
     max over all pixels is a different statistic (it grows with the area), so with
