@@ -52,7 +52,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory):
         "quality_pairs": 1,
         "synthetic": {"size": 48, "crops_per_photo": {"train": 2, "val": 1, "test": 1}},
     }
-    cfg = config_from_dict({"data": tree, "train": {"batch_size": 4}})
+    # veil removal (off by default) on, so the loader's veil context is covered
+    cfg = config_from_dict(
+        {"data": tree, "train": {"batch_size": 4}, "model": {"veil_removal": True}}
+    )
     prepare(cfg, progress=False)
     return cfg
 
@@ -195,8 +198,8 @@ def test_train_loader_balances_tasks_and_workers_draw_different_crops(prepared):
     batches = list(loader)
     assert all(b["input"].shape[1:] == (3, 32, 32) for b in batches)
     tasks = torch.cat([b["task"] for b in batches])
-    # (5 split + 12 training-only photos + 12 dead-leaves scenes) x 2 crops, per task
-    assert len(tasks) == 116 and int(tasks.sum()) == 58
+    # (5 split + 12 training-only photos + 24 dead-leaves scenes) x 2 crops, per task
+    assert len(tasks) == 164 and int(tasks.sum()) == 82
     assert all(b["context"].shape[1:] == (3, 64, 64) for b in batches)
     assert all(b["box"].shape[1:] == (4,) for b in batches)
     crops = {tuple(b["input"][0, :, 0, 0].tolist()) for b in batches}

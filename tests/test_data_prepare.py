@@ -95,14 +95,14 @@ def test_default_synthetic_run_writes_manifests_and_metrics(tmp_path):
         assert {r.task for r in records} == {"rain", "snow"}
         assert all(len(r.input_sha256) == 64 and (r.width, r.height) == (48, 48) for r in records)
     metrics = json.loads((tmp_path / "data" / "report.json").read_text())
-    # 5 split photos + 12 training-only photos + 12 dead-leaves scenes, one crop each.
-    assert metrics["pairs"]["train"]["synthetic"] == {"rain": 29, "snow": 29}
+    # 5 split photos + 12 training-only photos + 24 dead-leaves scenes, one crop each.
+    assert metrics["pairs"]["train"]["synthetic"] == {"rain": 41, "snow": 41}
     assert metrics["pairs"]["val"]["synthetic"] == {"rain": 1, "snow": 1}
     quality = metrics["quality"]["test"]["synthetic"]["rain"]
     assert set(quality) == {"pairs", "psnr", "ssim", "psnr_y", "ssim_y"}
     assert 10 < quality["psnr_y"] < 45 and 0 < quality["ssim_y"] < 1
     assert metrics["skipped"] == {"total": 0} and report.skipped == []
-    assert "prepared 62 pairs" in report.summary()
+    assert "prepared 86 pairs" in report.summary()
 
 
 def test_rerun_is_byte_identical_and_clears_old_outputs(tmp_path):

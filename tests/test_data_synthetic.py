@@ -196,7 +196,9 @@ def test_input_psnr_y_falls_in_a_realistic_band(task):
     assert inside >= 0.9, sorted(values)
 
 
-def test_streaks_and_flakes_are_sparse_and_bright_and_haze_veils_everything():
+def test_streaks_and_flakes_leave_pixels_clear_and_only_brighten_and_haze_veils_everything():
+    """Rain and snow leave part of the image untouched (heavy real rain covers most of it:
+    RainTrainH streak coverage 0.5-0.9, docs/data.md) and never darken a pixel."""
     clean = np.full((96, 96, 3), 60, np.uint8)
     params = Config().data.synthetic
     clear = {"haze_probability": 0.0}
@@ -204,7 +206,7 @@ def test_streaks_and_flakes_are_sparse_and_bright_and_haze_veils_everything():
     snow = add_snow(clean, sample_rng(0, "snow", "grey", 0), params.snow.model_copy(update=clear))
     for degraded in (rain, snow):
         changed = np.any(degraded != clean, axis=2)
-        assert 0.005 < changed.mean() < 0.7
+        assert 0.005 < changed.mean() < 0.9
         assert np.all(degraded >= clean)
     hazy = params.rain.model_copy(update={"haze_probability": 1.0, "haze": (0.2, 0.2)})
     veiled = add_rain(clean, sample_rng(0, "rain", "grey", 0), hazy)
