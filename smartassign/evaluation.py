@@ -39,7 +39,6 @@ from smartassign.data.manifest import (
 from smartassign.data.real_checks import CheckSets
 from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.tracking import sample_grid
-from smartassign.losses import select_restoration
 from smartassign.metrics import psnr, ssim
 from smartassign.model import SmartAssign
 
@@ -135,7 +134,7 @@ def _score(
     for dataset, task, name, degraded, clean in items:
         label = torch.tensor([task_label(task)], device=device)
         output = model(to_tensor(degraded)[None].to(device), label)
-        restored = to_pixels(select_restoration(output, label)[0])
+        restored = to_pixels(output.for_tasks(label)[0])
         recognised = TASKS[int(output.logits.argmax(dim=1))] if output.logits is not None else ""
         scores.append(
             ImageScore(

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from smartassign.config import CharbonnierForm, LossConfig
-from smartassign.model import SmartAssignOutput
-from smartassign.model.network import HEAD_TASKS
 
-RAIN, SNOW = HEAD_TASKS["derain"], HEAD_TASKS["desnow"]
+if TYPE_CHECKING:
+    from smartassign.model import SmartAssignOutput
 
 
 def charbonnier_loss(
@@ -142,25 +142,6 @@ class LossTerms:
         return values
 
 
-def select_restoration(output: SmartAssignOutput, task: torch.Tensor) -> torch.Tensor:
-    """Each sample's own decoder output: ``D_dr`` for rain (0), ``D_ds`` for snow (1)."""
-    if output.restored is not None:
-        return output.restored
-    if output.derain is None or output.desnow is None:
-        only = output.derain if output.derain is not None else output.desnow
-        expected = RAIN if output.derain is not None else SNOW
-        if only is None:
-            raise ValueError("the model has no restoration decoder")
-        if bool((task != expected).any()):
-            raise ValueError(
-                "a single-task model (variant V4) got samples of the other task; "
-                "filter the data to model.single_task"
-            )
-        return only
-    is_snow = (task == SNOW).view(-1, 1, 1, 1)
-    return torch.where(is_snow, output.desnow, output.derain)
-
-
 class SmartAssignLoss(nn.Module):
     """Eq. 19: ``L = L_char + L_grad + L_recog + lambda1 L_sparsity + lambda2 L_contra``.
 
@@ -181,7 +162,7 @@ class SmartAssignLoss(nn.Module):
         task: torch.Tensor,
     ) -> LossTerms:
         cfg = self.cfg
-        restored = select_restoration(output, task).float()
+        restored = output.for_tasks(task).float()
         terms = {
             "charbonnier": charbonnier_loss(
                 restored, target, cfg.charbonnier_eps, cfg.charbonnier

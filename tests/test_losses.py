@@ -11,7 +11,6 @@ from smartassign.losses import (
     gradient_loss,
     knowledge_contrast_loss,
     recognition_loss,
-    select_restoration,
 )
 from smartassign.model import SmartAssign, SmartAssignOutput
 
@@ -125,7 +124,7 @@ def test_each_sample_trains_only_its_own_decoder(routed):
 def test_mixed_batch_picks_per_sample_outputs():
     derain, desnow = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
     out = SmartAssignOutput(derain=derain, desnow=desnow, logits=None)
-    chosen = select_restoration(out, torch.tensor([0, 1]))
+    chosen = out.for_tasks(torch.tensor([0, 1]))
     assert chosen[0].max() == 0 and chosen[1].min() == 1
 
 

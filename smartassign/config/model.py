@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from smartassign.config.base import Section, Variant
+from smartassign.config.base import TASKS, Section, Variant
 
 
 class ModelConfig(Section):
@@ -46,6 +46,11 @@ class ModelConfig(Section):
     veil_width: int = Field(24, ge=1, description="width of the veil-removal CNN")
     variant: Variant = Variant.V6
     single_task: Literal["rain", "snow"] = Field("rain", description="task of variant V4")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this variant restores: both, or ``single_task`` for V4."""
+        return (self.single_task,) if self.variant is Variant.V4 else TASKS
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:

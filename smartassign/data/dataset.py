@@ -32,7 +32,6 @@ from smartassign.data.manifest import Record, load_pair, manifest_path, read_man
 from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
 from smartassign.data.tensors import to_tensor
 from smartassign.data.transforms import crop_box, paired_train_transform
-from smartassign.model.network import routing_for
 from smartassign.model.veil import veil_context
 
 
@@ -82,7 +81,7 @@ class PairedImageDataset(Dataset):
         variant V4 (paper Table 3) sees ``model.single_task`` only.
         """
         root = Path(cfg.data.root)
-        tasks = routing_for(cfg.model).tasks
+        tasks = cfg.model.tasks
         records = [r for r in read_manifest(manifest_path(root, split)) if r.task in tasks]
         if not records:
             raise DataError(

@@ -38,7 +38,6 @@ from smartassign.engine.checkpoint import (
 from smartassign.engine.devices import autocast_dtype, worker_device
 from smartassign.engine.step import NonFiniteLossError, Optimisation
 from smartassign.engine.validation import validate
-from smartassign.losses import select_restoration
 from smartassign.model import SmartAssign
 
 
@@ -358,7 +357,7 @@ class WorkerRun:
                 continue
             taken[int(task[0])] += 1
             output = model(batch["input"].to(self.device))
-            restored = select_restoration(output, task.to(self.device)).float().clamp(0, 1)
+            restored = output.for_tasks(task.to(self.device)).float().clamp(0, 1)
             rows.append(tuple(to_pixels(t[0]) for t in (batch["input"], restored, batch["target"])))
             if output.knowledge is not None:
                 for kind, gates in output.knowledge.gates.items():

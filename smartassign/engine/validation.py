@@ -15,7 +15,6 @@ import torch
 
 from smartassign.data import TASKS
 from smartassign.engine.devices import autocast
-from smartassign.losses import select_restoration
 from smartassign.metrics import psnr_batch, ssim_batch
 from smartassign.model import SmartAssign
 
@@ -40,7 +39,7 @@ def validate(
         task = batch["task"].to(device).view(-1)
         with autocast(device, amp_dtype):
             output = model(degraded, task)
-        restored = select_restoration(output, task).float().clamp(0, 1)
+        restored = output.for_tasks(task).float().clamp(0, 1)
         scores = {
             "psnr": psnr_batch(restored, target),
             "psnr_y": psnr_batch(restored, target, y_channel=True),

@@ -109,6 +109,26 @@ class SmartAssignOutput:
     knowledge: Knowledge | None = None
     restored: torch.Tensor | None = None
 
+    def for_tasks(self, task: torch.Tensor) -> torch.Tensor:
+        """Each sample's restoration by its own task's decoder (TKFF, Eq. 3): ``D_dr`` for
+        rain (0), ``D_ds`` for snow (1); ``restored`` when the forward pass was given the
+        tasks. A single-task model refuses samples of the task it lacks."""
+        if self.restored is not None:
+            return self.restored
+        if self.derain is None or self.desnow is None:
+            only = self.derain if self.derain is not None else self.desnow
+            expected = HEAD_TASKS["derain"] if self.derain is not None else HEAD_TASKS["desnow"]
+            if only is None:
+                raise ValueError("the model has no restoration decoder")
+            if bool((task != expected).any()):
+                raise ValueError(
+                    "a single-task model (variant V4) got samples of the other task; "
+                    "filter the data to model.single_task"
+                )
+            return only
+        is_snow = (task == HEAD_TASKS["desnow"]).view(-1, 1, 1, 1)
+        return torch.where(is_snow, self.desnow, self.derain)
+
 
 class Encoder(nn.Module):
     """Backbone E (Eq. 1, 4-6): conv projection, SAM, N GLSF-ViT blocks on patch tokens.
