@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smartassign.config import load_config
+from smartassign.config import REAL_CHECK_SETS, load_config
 from smartassign.data.images import read_rgb
 from smartassign.data.layouts import image_files
+from smartassign.data.real_checks import load_check_sets
 from smartassign.data.statistics import rain_statistics, snow_statistics
 from smartassign.data.synthetic import (
     BUILTIN_PHOTOS,
@@ -32,14 +33,6 @@ from smartassign.data.synthetic import (
     random_crop,
     sample_rng,
 )
-
-RAIN_FOLDERS = {
-    "Rain12": ("Rain12/rain", "Rain12/norain", "rain-", "norain-"),
-    "RainTrainL_10": ("RainTrainL_10", "RainTrainL_10", "rain-", "norain-"),
-    "RainTrainH_12": ("RainTrainH_12", "RainTrainH_12", "rain-", "norain-"),
-    "SPA samples": ("SPA-Data_samples/rain", "SPA-Data_samples/norain", "", ""),
-}
-"""Real rain check sets: (input folder, target folder, input prefix, target prefix)."""
 
 SNOW_FOLDERS = ("snow_unpaired/Snow100K_realistic", "snow_unpaired/CSD_snowy_noGT")
 RAIN_KEYS = (
@@ -63,16 +56,6 @@ SNOW_KEYS = (
     "flake_radius_p90",
     "flake_contrast",
 )
-
-
-def real_rain_pairs(root: Path, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The pairs of one real rain folder whose two images differ."""
-    inputs, targets, in_prefix, target_prefix = RAIN_FOLDERS[name]
-    for path in sorted((root / inputs).glob(f"{in_prefix}*.png")):
-        partner = root / targets / (target_prefix + path.name[len(in_prefix) :])
-        degraded, clean = read_rgb(path).pixels, read_rgb(partner).pixels
-        if degraded.shape == clean.shape and not np.array_equal(degraded, clean):
-            yield degraded, clean
 
 
 def synthetic_pairs(params: Path, count: int, task: str) -> Iterator[tuple[np.ndarray, ...]]:
@@ -119,8 +102,13 @@ def main() -> None:
 
     rain: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, int] = {}
-    for name in RAIN_FOLDERS:
-        rows = [rain_statistics(*pair).as_dict() for pair in real_rain_pairs(args.real, name)]
+    checks = load_check_sets(args.real, REAL_CHECK_SETS)
+    for name in REAL_CHECK_SETS:
+        rows = [
+            rain_statistics(pair.degraded, pair.clean).as_dict()
+            for pair in checks.pairs
+            if pair.dataset == name
+        ]
         rain[name], counts[name] = summarise(rows, RAIN_KEYS), len(rows)
     rows = [
         rain_statistics(*pair).as_dict()

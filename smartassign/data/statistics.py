@@ -56,8 +56,15 @@ FLAKE_LEVEL = 0.06
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+class _Rounded:
+    """``as_dict``: every field of a statistics dataclass, rounded to 4 decimals."""
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: round(value, 4) for key, value in asdict(self).items()}
+
+
 @dataclass(frozen=True)
-class RainStatistics:
+class RainStatistics(_Rounded):
     """Rain of one pair (module docstring for each field's definition)."""
 
     brightening: float
@@ -75,12 +82,9 @@ class RainStatistics:
     darker: float
     shift: float
 
-    def as_dict(self) -> dict[str, float]:
-        return {key: round(value, 4) for key, value in asdict(self).items()}
-
 
 @dataclass(frozen=True)
-class SnowStatistics:
+class SnowStatistics(_Rounded):
     """Flakes of one snowy image (module docstring)."""
 
     flake_density: float
@@ -88,9 +92,6 @@ class SnowStatistics:
     flake_radius_median: float
     flake_radius_p90: float
     flake_contrast: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {key: round(value, 4) for key, value in asdict(self).items()}
 
 
 def _float_rgb(pixels: np.ndarray) -> np.ndarray:
