@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from reporting import write_report
 
+from smartassign.builder import build_model
 from smartassign.config import load_config
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import builtin_photos
@@ -43,7 +44,7 @@ from smartassign.model_io import load_model
 
 def _seeded_model(params: str) -> SmartAssign:
     torch.manual_seed(0)
-    model = SmartAssign.from_config(load_config(params)).eval()
+    model = build_model(load_config(params)).eval()
     for decoder in model.decoders.values():
         torch.nn.init.normal_(decoder.convs[-1].weight, std=0.3)
     if model.veil is not None:

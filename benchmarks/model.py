@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from reporting import write_report
 
+from smartassign.builder import build_model
 from smartassign.config import load_config
 from smartassign.engine.devices import autocast_dtype, machine
 from smartassign.engine.step import Optimisation
-from smartassign.model import SmartAssign
 from smartassign.model.summary import summarize
 
 
@@ -61,7 +61,7 @@ def _measure(task: str, params: str, device_name: str, repeats: int, threads: in
     torch.manual_seed(0)
     device = torch.device(device_name)
     cfg = load_config(params)
-    model = SmartAssign.from_config(cfg).to(device)
+    model = build_model(cfg).to(device)
     if task.startswith("forward"):
         size = int(task.removeprefix("forward"))
         model.eval()
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     cfg = load_config(args.params)
-    summary = summarize(SmartAssign.from_config(cfg), 256, 256, depth=1)
+    summary = summarize(build_model(cfg), 256, 256, depth=1)
     result: dict[str, Any] = {
         "params_file": args.params,
         "variant": cfg.model.variant.value,

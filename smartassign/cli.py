@@ -15,13 +15,13 @@ from smartassign.config import Config, ConfigError, load_config
 
 
 def _model_summary(args: argparse.Namespace) -> int:
-    from smartassign.model import SmartAssign
+    from smartassign.builder import build_model
     from smartassign.model.summary import summarize
 
     cfg = load_config(args.params)
     if args.variant:
         cfg = cfg.override({"model.variant": args.variant})
-    model = SmartAssign.from_config(cfg)
+    model = build_model(cfg)
     summary = summarize(model, args.height, args.width, depth=args.depth)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))

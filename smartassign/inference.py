@@ -16,15 +16,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from smartassign.config import InferenceConfig
@@ -33,8 +30,7 @@ from smartassign.data.images import read_rgb, write_png
 from smartassign.data.layouts import image_files
 from smartassign.data.tensors import to_pixels
 from smartassign.model import MIN_SIZE, SmartAssign, SmartAssignOutput
-from smartassign.model.layers import ChannelGate
-from smartassign.model.network import RecognitionDecoder
+from smartassign.model.network import GateMeans, RecognitionDecoder, pad_to_multiple
 
 TaskChoice = Literal["auto", "rain", "snow"]
 HEADS = {"rain": "derain", "snow": "desnow"}
@@ -67,7 +63,7 @@ class Tile:
 
 def check_task(model: SmartAssign, task: str) -> None:
     """Raise ``ValueError`` if ``model`` cannot restore ``task`` (``auto``, rain, snow)."""
-    variant = model.cfg.variant.value
+    variant = model.routing.name
     available = [name for name in TASKS if HEADS[name] in model.decoders]
     if task == "auto":
         if model.recognition is None:
@@ -143,72 +139,45 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) 
     return tiles
 
 
-def _gate_levels(model: SmartAssign) -> list[list[ChannelGate]]:
-    """Channel gates in the order their inputs are computed; a level's gates share one."""
-    levels = [[block.conv_gate] for block in model.encoder.blocks if block.gated_cnn]
-    if len(model.gkfm):
-        levels.append([module.gate for module in model.gkfm.values()])
-    found = sum(isinstance(module, ChannelGate) for module in model.modules())
-    if found != sum(map(len, levels)):
-        raise RuntimeError(f"found {found} channel gates where the tiling expects the encoder's")
-    return levels
+def _crops(padded: torch.Tensor, batch: list[Tile]) -> torch.Tensor:
+    """The tiles of ``batch`` cut from the padded image, stacked."""
+    tile_h, tile_w = batch[0].weight.shape
+    return torch.cat([padded[..., t.top : t.top + tile_h, t.left : t.left + tile_w] for t in batch])
 
 
-class _StopForward(Exception):
-    """Ends a statistics pass once the gates of the level being measured have run."""
+def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
+    for start in range(0, len(tiles), size):
+        yield tiles[start : start + size]
 
 
-class _GateStatistics:
-    """Forward hooks that give every channel gate the whole image's mean of its input.
+def whole_image_gate_means(
+    model: SmartAssign, padded: torch.Tensor, tiles: list[Tile], batch_tiles: int
+) -> GateMeans:
+    """The whole image's mean of every channel gate's input (Eq. 9, 11), tile by tile.
 
-    Gates in ``means`` use the mean measured before (whatever the tile holds); the gates
-    in ``measuring`` add up their input over each tile's core and then end the pass.
+    Level by level (:attr:`SmartAssign.gate_levels`): each tile's gate input is summed over
+    the tile's core (the cores partition the image), the earlier levels' gates using the
+    means already found, so each mean is what the gate pools in a whole-image pass.
     """
-
-    def __init__(self, tile_height: int) -> None:
-        self.tile_height = tile_height
-        self.means: dict[nn.Module, torch.Tensor] = {}
-        self.measuring: list[ChannelGate] = []
-        self.cores: list[tuple[int, int, int, int]] = []
-        self._sums: dict[nn.Module, torch.Tensor] = {}
-        self._counts: dict[nn.Module, int] = {}
-        self._seen = 0
-
-    def start_batch(self, cores: list[tuple[int, int, int, int]]) -> None:
-        """Cores of the tiles in the next forward pass, in batch order."""
-        self.cores = cores
-        self._seen = 0
-
-    def hook(
-        self, gate: nn.Module, args: tuple[torch.Tensor, ...], output: object
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Replace the gate's output (fixed mean) or record its input (measuring)."""
-        (features,) = args
-        if gate in self.means:
-            gates = gate.gate_values(self.means[gate][:, :, None, None])
-            gates = gates.expand(features.shape[0], -1)
-            return features * gates[:, :, None, None], gates
-        if gate not in self.measuring:
-            return None
-        scale = self.tile_height // features.shape[-2]
-        for sample, (top, bottom, left, right) in zip(features, self.cores, strict=True):
-            core = sample[:, top // scale : bottom // scale, left // scale : right // scale]
-            self._sums[gate] = self._sums.get(gate, 0) + core.sum(dim=(1, 2))
-            self._counts[gate] = self._counts.get(gate, 0) + core[0].numel()
-        self._seen += 1
-        if self._seen == len(self.measuring):
-            raise _StopForward
-        return None
-
-    def finish_level(self) -> None:
-        """Turn the sums of the measured level into means; the next level can start."""
-        for gate in self.measuring:
-            self.means[gate] = (self._sums.pop(gate) / self._counts.pop(gate))[None]
-        self.measuring = []
+    means: GateMeans = {}
+    tile_h = tiles[0].weight.shape[0]
+    for level in model.gate_levels:
+        total: torch.Tensor | float = 0.0
+        count = 0
+        for batch in _batches(tiles, batch_tiles):
+            inputs = model.gate_input(_crops(padded, batch), level, means)
+            scale = tile_h // inputs.shape[-2]
+            for sample, tile in zip(inputs, batch, strict=True):
+                top, bottom, left, right = (side // scale for side in tile.core)
+                core = sample[:, top:bottom, left:right]
+                total = total + core.sum(dim=(1, 2))
+                count += core[0].numel()
+        means[level] = (total / count)[None]
+    return means
 
 
 class _RecognitionPool:
-    """A forward hook on D_re's convolutions that pools their output over each tile's core.
+    """D_re's Pool over the tiles: each tile's feature map (before Pool), core only.
 
     D_re pools windows of the padded image (or the whole of it) and averages their logits.
     Every core's features are folded into the windows they fall in (max, or sum and count
@@ -217,18 +186,14 @@ class _RecognitionPool:
 
     def __init__(self, decoder: RecognitionDecoder) -> None:
         self.decoder = decoder
-        self.tiles: list[Tile] = []
         self._pooled: dict[tuple[int, int], torch.Tensor] = {}
         self._counts: dict[tuple[int, int], int] = {}
 
-    def start_batch(self, tiles: list[Tile]) -> None:
-        """The tiles of the next forward pass, in batch order."""
-        self.tiles = tiles
-
-    def hook(self, convs: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        """Fold the core of every tile's feature map into the windows it covers."""
+    def add(self, features: torch.Tensor, tiles: list[Tile]) -> None:
+        """Fold the core of every tile's feature map (``features``, in batch order) into
+        the windows it covers."""
         stride = self.decoder.feature_stride
-        for sample, tile in zip(output, self.tiles, strict=True):
+        for sample, tile in zip(features, tiles, strict=True):
             top, bottom, left, right = (side // stride for side in tile.core)
             core = sample[:, top:bottom, left:right]
             rows = (tile.top // stride + top, tile.top // stride + bottom)
@@ -274,33 +239,6 @@ class _RecognitionPool:
         return self.decoder.logits_from_pooled(pooled[None])
 
 
-def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
-    for start in range(0, len(tiles), size):
-        yield tiles[start : start + size]
-
-
-def _blend(
-    run: Callable[[list[Tile]], SmartAssignOutput],
-    batches: Iterator[list[Tile]],
-    padded: torch.Tensor,
-    heads: list[str],
-) -> dict[str, torch.Tensor]:
-    """Weighted mean of the tiles' restorations."""
-    height, width = padded.shape[-2:]
-    sums = {head: padded.new_zeros(1, 3, height, width) for head in heads}
-    weights = padded.new_zeros(1, 1, height, width)
-    for batch in batches:
-        out = run(batch)
-        for index, tile in enumerate(batch):
-            tile_h, tile_w = tile.weight.shape
-            region = (..., slice(tile.top, tile.top + tile_h), slice(tile.left, tile.left + tile_w))
-            weight = tile.weight.to(padded.device)
-            for head in heads:
-                sums[head][region] += getattr(out, head)[index] * weight
-            weights[region] += weight
-    return {head: sums[head] / weights for head in heads}
-
-
 @torch.inference_mode()
 def forward_tiled(
     model: SmartAssign, image: torch.Tensor, settings: InferenceConfig | None = None
@@ -309,10 +247,11 @@ def forward_tiled(
 
     The veil is removed from the whole image first (when the model has veil removal), so
     every tile is dehazed as the whole-image pass would dehaze it. The image is then padded
-    (replicate) to a multiple of ``model.size_multiple`` and at least
-    16 px; an image within one tile runs whole. Restored images are blended from the
-    tiles; the logits come from D_re's features pooled over the tiles' cores. The
-    output has no ``knowledge``.
+    (replicate) to a multiple of ``model.size_multiple`` and at least 16 px; an image within
+    one tile runs whole. With ``gate_statistics: image`` the gates get the whole image's
+    means (:func:`whole_image_gate_means`). Restored images are weighted means of the tiles'
+    (raised-cosine ramps over the overlaps); the logits come from D_re's features pooled
+    over the tiles' cores. The output has no ``knowledge``.
     """
     settings = settings or InferenceConfig()
     if image.dim() != 4 or image.shape[:2] != (1, 3):
@@ -320,45 +259,37 @@ def forward_tiled(
     multiple = model.size_multiple
     tile, overlap = tile_geometry(settings.tile_size, settings.tile_overlap, multiple)
     height, width = image.shape[-2:]
-    smallest = math.ceil(MIN_SIZE / multiple)
-    padded_h = max(math.ceil(height / multiple), smallest) * multiple
-    padded_w = max(math.ceil(width / multiple), smallest) * multiple
-    clear = model.remove_veil(image)
-    padded = F.pad(clear, (0, padded_w - width, 0, padded_h - height), mode="replicate")
-    tiles = plan_tiles(padded_h, padded_w, tile, overlap, multiple)
+    padded = pad_to_multiple(model.remove_veil(image), multiple, MIN_SIZE)
+    tiles = plan_tiles(*padded.shape[-2:], tile, overlap, multiple)
     heads = list(model.decoders)
     if len(tiles) == 1:
         out = model(padded, veil_removed=True)
         crops = {head: getattr(out, head)[..., :height, :width] for head in heads}
         return SmartAssignOutput(crops.get("derain"), crops.get("desnow"), out.logits)
 
-    tile_h, tile_w = tiles[0].weight.shape
-    statistics = _GateStatistics(tile_h)
+    means = None
+    if settings.gate_statistics == "image":
+        means = whole_image_gate_means(model, padded, tiles, settings.batch_tiles)
     recognition = _RecognitionPool(model.recognition) if model.recognition is not None else None
-
-    def run(batch: list[Tile]) -> SmartAssignOutput:
-        crops = [padded[..., t.top : t.top + tile_h, t.left : t.left + tile_w] for t in batch]
-        statistics.start_batch([t.core for t in batch])
+    sums = {head: torch.zeros_like(padded) for head in heads}
+    weights = padded.new_zeros(1, 1, *padded.shape[-2:])
+    for batch in _batches(tiles, settings.batch_tiles):
+        out = model(
+            _crops(padded, batch),
+            veil_removed=True,
+            gate_means=means,
+            keep_recognition_features=recognition is not None,
+        )
         if recognition is not None:
-            recognition.start_batch(batch)
-        return model(torch.cat(crops), veil_removed=True)
-
-    levels = _gate_levels(model) if settings.gate_statistics == "image" else []
-    handles = [gate.register_forward_hook(statistics.hook) for level in levels for gate in level]
-    try:
-        for level in levels:
-            statistics.measuring = level
-            for batch in _batches(tiles, settings.batch_tiles):
-                with suppress(_StopForward):
-                    run(batch)
-            statistics.finish_level()
-        if recognition is not None:
-            handles.append(model.recognition.convs.register_forward_hook(recognition.hook))
-        blended = _blend(run, _batches(tiles, settings.batch_tiles), padded, heads)
-    finally:
-        for handle in handles:
-            handle.remove()
-    crops = {head: blended[head][..., :height, :width] for head in heads}
+            recognition.add(out.recognition_features, batch)
+        for index, tile in enumerate(batch):
+            tile_h, tile_w = tile.weight.shape
+            region = (..., slice(tile.top, tile.top + tile_h), slice(tile.left, tile.left + tile_w))
+            weight = tile.weight.to(padded.device)
+            for head in heads:
+                sums[head][region] += getattr(out, head)[index] * weight
+            weights[region] += weight
+    crops = {head: (sums[head] / weights)[..., :height, :width] for head in heads}
     logits = recognition.logits() if recognition is not None else None
     return SmartAssignOutput(crops.get("derain"), crops.get("desnow"), logits)
 

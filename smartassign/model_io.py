@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from smartassign.builder import build_model
 from smartassign.config import Config, config_from_dict
 from smartassign.engine.checkpoint import CONFIG_FILE, STATE_FILE, inference_weights, load_state
 from smartassign.model import SmartAssign
@@ -55,7 +56,7 @@ def load_model_config(directory: Path) -> Config:
 
 
 def _from_directory(directory: Path) -> SmartAssign:
-    model = SmartAssign.from_config(load_model_config(directory))
+    model = build_model(load_model_config(directory))
     if (directory / MODEL_FILE).is_file():
         weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
     elif (directory / STATE_FILE).is_file():

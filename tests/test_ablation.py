@@ -18,6 +18,7 @@ from smartassign.ablation import report
 from smartassign.ablation.arms import arm_named, run_config, study_arms
 from smartassign.ablation.study import check_runs, study_path
 from smartassign.ablation.trainable import BACKBONE_TAG
+from smartassign.builder import build_model
 from smartassign.cli import main
 from smartassign.config import Config, ConfigError, Variant, config_from_dict, load_config
 from smartassign.data.dataset import PairedImageDataset
@@ -25,7 +26,6 @@ from smartassign.engine import tracking
 from smartassign.engine.checkpoint import inference_weights, load_state
 from smartassign.engine.loop import seed_everything
 from smartassign.evaluation import evaluate
-from smartassign.model import SmartAssign
 from smartassign.tuning.runs import PARENT_TAG
 
 from .engine_fixtures import tiny_tree
@@ -98,7 +98,7 @@ def test_single_task_v4_trains_and_is_scored_on_its_own_task_only(tiny_data):
     cfg = config_from_dict(tree)
     for split in ("train", "val", "test"):
         assert set(PairedImageDataset.from_config(cfg, split).labels) == {1}
-    scores = evaluate(SmartAssign.from_config(cfg), cfg, "test", progress=False).scores
+    scores = evaluate(build_model(cfg), cfg, "test", progress=False).scores
     assert scores and {score.task for score in scores} == {"snow"}
 
 
@@ -270,7 +270,7 @@ def test_interrupted_study_resumes_and_k1_trains_on_the_v6_backbone(
     # K1 starts from the weights V6 was evaluated with (its EMA), then keeps them frozen
     assert all(torch.equal(v6[key], k1[key]) for key in v6)
     seed_everything(0)  # what K1 would have started from without V6's backbone
-    untrained = _encoder(SmartAssign.from_config(configs["K1"]).state_dict())
+    untrained = _encoder(build_model(configs["K1"]).state_dict())
     assert not torch.equal(untrained["encoder.project.weight"], k1["encoder.project.weight"])
 
     parent = client.get_run(first.parent_run_id)

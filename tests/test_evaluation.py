@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from smartassign.builder import build_model
 from smartassign.cli import main
 from smartassign.config import config_from_dict
 from smartassign.data.manifest import manifest_path, read_manifest
 from smartassign.evaluation import evaluate, write_evaluation
-from smartassign.model import SmartAssign
 from smartassign.model_io import save_model_dir
 
 from .engine_fixtures import tiny_tree
@@ -25,13 +25,13 @@ from .engine_fixtures import tiny_tree
 def tiny_eval(tiny_data):
     cfg = config_from_dict(tiny_tree(tiny_data))
     torch.manual_seed(0)
-    return cfg, SmartAssign.from_config(cfg)
+    return cfg, build_model(cfg)
 
 
 def test_untrained_model_scores_exactly_the_input(tiny_eval):
     cfg, _ = tiny_eval
     torch.manual_seed(0)  # without veil removal, which starts near (not at) the identity
-    model = SmartAssign.from_config(cfg.override({"model.veil_removal": False}))
+    model = build_model(cfg.override({"model.veil_removal": False}))
     evaluation = evaluate(model, cfg, "test", progress=False)
     assert {s.task for s in evaluation.scores} == {"rain", "snow"}
     for score in evaluation.scores:  # residual decoders start at zero: output == input
@@ -111,7 +111,7 @@ def _cli_evaluate(cfg, model, tmp_path, **evaluate_section):
 def test_real_check_sets_get_one_row_each(tiny_data, real_data_dir, tmp_path, capsys):
     cfg = config_from_dict(tiny_tree(tiny_data)).override({"model.veil_removal": False})
     torch.manual_seed(0)
-    model = SmartAssign.from_config(cfg)  # residual decoders start at zero: output == input
+    model = build_model(cfg)  # residual decoders start at zero: output == input
     out = _cli_evaluate(cfg, model, tmp_path, real_data=str(real_data_dir))
     printed = capsys.readouterr().out
     assert "real check sets skipped" not in printed

@@ -93,3 +93,26 @@ def test_the_configuration_imports_nothing_else_of_the_package():
         if not target.startswith("smartassign.config")
     }
     assert not outside
+
+
+def test_the_architecture_files_import_only_torch_and_each_other():
+    graph = import_graph()
+    outside = {
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module == "smartassign.model" or module.startswith("smartassign.model.")
+        for target in targets
+        if target != "smartassign.model" and not target.startswith("smartassign.model.")
+    }
+    assert not outside
+
+
+def test_the_data_and_the_losses_do_not_import_the_network():
+    graph = import_graph()
+    importers = {
+        module
+        for module, targets in graph.items()
+        if module.startswith(("smartassign.data", "smartassign.losses"))
+        and "smartassign.model.network" in targets
+    }
+    assert not importers

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
+from smartassign.builder import build_model
 from smartassign.cli import main
 from smartassign.config import InferenceConfig, ModelConfig, config_from_dict
 from smartassign.data.images import read_rgb, write_png
@@ -30,7 +31,7 @@ def restoring_model(**changes: object) -> SmartAssign:
     """The tiny network with non-zero residual decoders (untrained ones return the input)
     and a veil removal whose estimate depends on the image (untrained, it does not)."""
     torch.manual_seed(0)
-    model = SmartAssign.from_config(ModelConfig(**{**TINY, **changes})).eval()
+    model = build_model(ModelConfig(**{**TINY, **changes})).eval()
     for decoder in model.decoders.values():
         torch.nn.init.normal_(decoder.convs[-1].weight, std=0.3)
     if model.veil is not None:

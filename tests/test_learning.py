@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from smartassign.builder import build_model
 from smartassign.config import Config
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import add_rain, add_snow, builtin_photos, sample_rng
 from smartassign.losses import SmartAssignLoss
 from smartassign.metrics import psnr_batch
-from smartassign.model import SmartAssign
 
 
 def _pair(task: str, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +41,7 @@ def test_each_decoder_gains_3_db_on_its_own_pair(two_threads):
     degraded = torch.stack([rain_in, snow_in])
     target = torch.stack([rain_gt, snow_gt])
     task = torch.tensor([0, 1])
-    model = SmartAssign.from_config(cfg)
+    model = build_model(cfg)
     criterion = SmartAssignLoss(cfg.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
 

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from smartassign.builder import build_model
 from smartassign.config import LossConfig, ModelConfig, Variant
 from smartassign.losses import (
     QuasiSparsityLoss,
@@ -12,7 +13,7 @@ from smartassign.losses import (
     knowledge_contrast_loss,
     recognition_loss,
 )
-from smartassign.model import SmartAssign, SmartAssignOutput
+from smartassign.model import SmartAssignOutput
 
 from .test_model import TINY
 
@@ -103,7 +104,7 @@ def test_each_sample_trains_only_its_own_decoder(routed):
     """Also when the forward pass runs each decoder on its own task's samples only: the
     decoder without samples still gets a (zero) gradient, as DDP needs."""
     torch.manual_seed(0)
-    model = SmartAssign.from_config(ModelConfig(**TINY))
+    model = build_model(ModelConfig(**TINY))
     criterion = SmartAssignLoss(LossConfig())
     degraded = torch.rand(2, 3, 16, 16)
     target = torch.rand(2, 3, 16, 16)
@@ -130,7 +131,7 @@ def test_mixed_batch_picks_per_sample_outputs():
 
 def test_total_is_the_weighted_sum_and_every_term_is_reported():
     torch.manual_seed(0)
-    model = SmartAssign.from_config(ModelConfig(**TINY))
+    model = build_model(ModelConfig(**TINY))
     cfg = LossConfig(lambda1=0.3, lambda2=0.2, grad_weight=2.0, recog_weight=0.5)
     degraded, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     terms = SmartAssignLoss(cfg)(model(degraded), degraded, target, torch.tensor([0, 1]))
@@ -156,13 +157,13 @@ def test_total_is_the_weighted_sum_and_every_term_is_reported():
 def test_variants_without_heads_leave_their_terms_out():
     degraded, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     for variant, absent in ((Variant.V5, "recognition"), (Variant.V1, "contrast")):
-        model = SmartAssign.from_config(ModelConfig(**TINY, variant=variant))
+        model = build_model(ModelConfig(**TINY, variant=variant))
         terms = SmartAssignLoss(LossConfig())(model(degraded), degraded, target, torch.tensor([0]))
         assert absent not in terms.terms
 
 
 def test_single_task_model_refuses_the_other_task():
-    model = SmartAssign.from_config(ModelConfig(**TINY, variant=Variant.V4, single_task="rain"))
+    model = build_model(ModelConfig(**TINY, variant=Variant.V4, single_task="rain"))
     x = torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="single-task model"):
         SmartAssignLoss(LossConfig())(model(x), x, x, torch.tensor([1]))

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from smartassign.builder import build_model
 from smartassign.config import ModelConfig, Variant
 from smartassign.model import SmartAssign
 from smartassign.model.layers import WindowSelfAttention
@@ -26,7 +27,7 @@ TINY = {
 
 def tiny(**changes) -> SmartAssign:
     torch.manual_seed(0)
-    return SmartAssign.from_config(ModelConfig(**{**TINY, **changes}))
+    return build_model(ModelConfig(**{**TINY, **changes}))
 
 
 @pytest.mark.parametrize(("height", "width"), [(16, 16), (37, 53), (64, 20), (100, 33)])
@@ -294,7 +295,7 @@ def test_a_model_folder_saved_before_recognition_windows_uses_its_crop_size(tmp_
     cfg = config_from_dict({"model": {**TINY, "recognition_window": 64}, "data": {"crop_size": 64}})
     tree = cfg.to_dict()
     del tree["model"]["recognition_window"]
-    save_model_dir(SmartAssign.from_config(cfg), tmp_path, yaml.safe_dump(tree))
+    save_model_dir(build_model(cfg), tmp_path, yaml.safe_dump(tree))
     assert load_model(tmp_path).recognition.window == 64
 
 
@@ -307,7 +308,7 @@ def test_models_saved_before_veil_removal_load_without_it(tmp_path):
     from smartassign.model_io import load_model, save_model_dir
 
     cfg = config_from_dict({"model": {**TINY, "veil_removal": False}})
-    old = SmartAssign.from_config(cfg).eval()
+    old = build_model(cfg).eval()
     tree = cfg.to_dict()
     del tree["model"]["veil_removal"]
     save_model_dir(old, tmp_path, yaml.safe_dump(tree))

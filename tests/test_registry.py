@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
+from smartassign.builder import build_model
 from smartassign.cli import main
 from smartassign.config import Config, ModelConfig, config_from_dict
 from smartassign.engine import tracking
-from smartassign.model import SmartAssign
 from smartassign.registry import (
     CHALLENGER,
     CHAMPION,
@@ -35,7 +35,7 @@ def logged_model(mlflow_store: str) -> str:
 
     mlflow.set_tracking_uri(mlflow_store)
     torch.manual_seed(0)
-    model = SmartAssign.from_config(ModelConfig(**TINY))
+    model = build_model(ModelConfig(**TINY))
     with mlflow.start_run():
         info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
     return info.model_uri

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from smartassign.builder import build_model
 from smartassign.config import config_from_dict
 from smartassign.engine.step import NonFiniteLossError, Optimisation
-from smartassign.model import SmartAssign
 
 from .engine_fixtures import TINY_MODEL
 
@@ -15,7 +15,7 @@ from .engine_fixtures import TINY_MODEL
 def _optimisation(scaler: torch.amp.GradScaler | None = None) -> Optimisation:
     torch.manual_seed(0)
     cfg = config_from_dict({"model": TINY_MODEL, "train": {"ema_decay": 0.0}})
-    model = SmartAssign.from_config(cfg)
+    model = build_model(cfg)
     optimisation = Optimisation.from_config(cfg, model, torch.device("cpu"), None, total_steps=10)
     if scaler is not None:
         optimisation.scaler = scaler

@@ -1,7 +1,7 @@
 """The arms of the ablation study (paper Tables 3 and 4) and the configuration of each run.
 
 ========  =========================================================================
-arm       what :func:`~smartassign.model.network.routing_for` removes
+arm       what :func:`~smartassign.builder.routing_for` removes
 ========  =========================================================================
 V1        the knowledge contrast (Eq. 17-18) and its DRM
 V2        GKFM and TKFF: conventional multi-task learning, every head reads F_wk

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smartassign.builder import build_model
 from smartassign.config import Config, ConfigError, config_from_dict
 from smartassign.data.dataset import build_dataloader
 from smartassign.data.tensors import to_pixels
@@ -38,7 +39,6 @@ from smartassign.engine.checkpoint import (
 from smartassign.engine.devices import autocast_dtype, worker_device
 from smartassign.engine.step import NonFiniteLossError, Optimisation
 from smartassign.engine.validation import validate
-from smartassign.model import SmartAssign
 
 
 class _ReportLineFilter(logging.Filter):
@@ -199,7 +199,7 @@ class WorkerRun:
             # a worker's CPU share, not what the process inherited, sets torch's threads
             torch.set_num_threads(max(1, int(cfg.train.resources_per_worker.get("CPU", 1))))
 
-        model = SmartAssign.from_config(cfg).to(self.device)
+        model = build_model(cfg).to(self.device)
         if loop_config.get("backbone") is not None:  # K1 / K2: a trained V6's encoder + GKFMs
             model.load_backbone(loop_config["backbone"])
         self.train_loader = build_dataloader(

@@ -1,4 +1,5 @@
-"""The SmartAssign network (paper Sec. 3.2) and its ablation variants."""
+"""The SmartAssign network (paper Sec. 3.2): config-free; built from params by
+``smartassign.builder``."""
 
 from smartassign.model.network import (
     MIN_SIZE,
@@ -6,7 +7,6 @@ from smartassign.model.network import (
     Routing,
     SmartAssign,
     SmartAssignOutput,
-    routing_for,
 )
 
-__all__ = ["MIN_SIZE", "Knowledge", "Routing", "SmartAssign", "SmartAssignOutput", "routing_for"]
+__all__ = ["MIN_SIZE", "Knowledge", "Routing", "SmartAssign", "SmartAssignOutput"]

@@ -44,14 +44,19 @@ class ChannelGate(nn.Module):
         self.activation = nn.SiLU() if gate == "silu" else nn.Sigmoid()
         nn.init.constant_(self.fc2.bias, OPEN_GATE_BIAS[gate])
 
-    def gate_values(self, x: torch.Tensor) -> torch.Tensor:
-        """The per-channel gates, shape ``B x C``, for ``x`` of shape ``B x C x H x W``."""
-        pooled = x.mean(dim=(2, 3))
+    def gate_values(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The per-channel gates, ``B x C``, for ``Pool(x)``, the ``B x C`` channel means."""
         return self.activation(self.fc2(F.relu(self.fc1(pooled))))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gated ``x`` and the gates (``B x C``), so callers can report which atoms pass."""
-        gates = self.gate_values(x)
+    def forward(
+        self, x: torch.Tensor, mean: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gated ``x`` and the gates (``B x C``), so callers can report which atoms pass.
+
+        ``mean`` (``1 x C``) replaces ``Pool(x)``: the channel means of the whole image
+        when ``x`` is one tile of it (tiled inference)."""
+        pooled = x.mean(dim=(2, 3)) if mean is None else mean.expand(x.shape[0], -1)
+        gates = self.gate_values(pooled)
         return x * gates[:, :, None, None], gates
 
 
@@ -180,12 +185,16 @@ class GLSFViTBlock(nn.Module):
             self.conv = nn.Conv2d(dim, dim, 3, padding=1)
             self.conv_gate = ChannelGate(dim, gate_reduction, gate)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens``: ``B x h x w x d`` (channels last)."""
+    def gate_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``F_cv = Conv(LN(F_pe))`` of Eq. 9, ``B x d x h x w``: what the gate pools."""
+        return self.conv(self.norm_conv(tokens).permute(0, 3, 1, 2))
+
+    def forward(self, tokens: torch.Tensor, gate_mean: torch.Tensor | None = None) -> torch.Tensor:
+        """``tokens``: ``B x h x w x d`` (channels last). ``gate_mean``: the whole image's
+        ``Pool(F_cv)`` (``1 x d``) when ``tokens`` are one tile of it."""
         msa = self.attn(self.norm_attn(tokens)) + tokens
         out = self.mlp(self.norm_mlp(msa)) + msa
         if self.gated_cnn:
-            conv = self.conv(self.norm_conv(tokens).permute(0, 3, 1, 2))
-            local, _ = self.conv_gate(conv)
+            local, _ = self.conv_gate(self.gate_input(tokens), gate_mean)
             out = out + local.permute(0, 2, 3, 1)
         return out

@@ -4,16 +4,17 @@
 ``F_wk -> GKFM_rk / GKFM_ck / GKFM_sk (Eq. 2, 11) -> F_rk, F_ck, F_sk``;
 TKFF routing (Eq. 3, 12): ``D_dr(F_rk, F_ck)``, ``D_ds(F_sk, F_ck)``, ``D_re(F_rk, F_sk)``;
 DRM reduces each knowledge tensor to a ``C x F`` matrix for the knowledge contrast (Eq. 17).
-With ``model.veil_removal`` the input first passes :class:`VeilRemoval` (not in the paper).
+With ``veil_removal`` the input first passes :class:`VeilRemoval` (not in the paper).
 
-The ablation variants of Tables 3 and 4 change only the routing table and which modules
-exist (see :func:`routing_for`).
+The file depends on torch and its two sibling modules only: every setting is a keyword
+argument and the ablation variants of Tables 3 and 4 are a :class:`Routing` passed in
+(``smartassign.builder`` makes both from ``params.yaml``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smartassign.config import Config, ModelConfig, Variant
 from smartassign.model.layers import ChannelGate, GateName, GLSFViTBlock, SpatialAttention
 from smartassign.model.veil import VeilRemoval
 
@@ -31,55 +31,49 @@ HEAD_TASKS = {"derain": 0, "desnow": 1}
 """Restoration decoder -> task label it serves (0 rain, 1 snow, as in the data)."""
 BACKBONE_PREFIXES = ("veil.", "encoder.", "gkfm.")
 """State-dict keys of everything before TKFF routing."""
+GKFM_GATES = "gkfm"
+"""Gate level of the GKFMs' gates (they share their input, F_wk); see ``gate_levels``."""
+
+GateMeans = dict[str, torch.Tensor]
+"""Gate level (``SmartAssign.gate_levels``) -> ``1 x C`` whole-image mean of its input."""
 
 
 @dataclass(frozen=True)
 class Routing:
-    """Which knowledge each head reads (TKFF, Eq. 3) and which parts exist in a variant."""
+    """Which knowledge each head reads (TKFF, Eq. 3) and which parts exist in a variant.
 
-    derain: tuple[str, ...] | None
-    desnow: tuple[str, ...] | None
-    recognition: tuple[str, ...] | None
-    kinds: tuple[str, ...]
-    contrast: bool
+    A head's sources are kinds of knowledge (``rk``, ``ck``, ``sk``, or ``wk`` for F_wk
+    itself), concatenated in that order; ``None`` leaves the head out. ``kinds`` are the
+    GKFMs built, ``contrast`` builds the DRM, ``gated_cnn`` the GLSF-ViT lower branch,
+    ``frozen_backbone`` freezes everything before routing. ``name`` labels the variant
+    in messages.
+    """
+
+    derain: tuple[str, ...] | None = ("rk", "ck")
+    desnow: tuple[str, ...] | None = ("sk", "ck")
+    recognition: tuple[str, ...] | None = ("rk", "sk")
+    kinds: tuple[str, ...] = KINDS
+    contrast: bool = True
     gated_cnn: bool = True
     frozen_backbone: bool = False
+    name: str = "V6"
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """Tasks with a restoration decoder: both, or ``model.single_task`` for V4."""
+        """Tasks with a restoration decoder: both, or one for a single-task variant."""
         heads = (("rain", self.derain), ("snow", self.desnow))
         return tuple(task for task, sources in heads if sources is not None)
 
 
-def routing_for(cfg: ModelConfig) -> Routing:
-    """The TKFF routing of a variant; each ablation removes exactly its part.
-
-    V6 is Eq. 3. V1 drops the DRM/contrast, V2 feeds ``F_wk`` to every head (conventional
-    MTL, no GKFM), V3 drops the gated CNN branch, V4 keeps only one task's GKFMs and
-    decoder (the contrast then runs over that task's two kinds), V5 drops ``D_re``, K1/K2
-    freeze encoder and GKFMs and feed the restoration decoders only ``F_ck`` (K1) or only
-    ``F_rk`` / ``F_sk`` (K2).
-    """
-    variant = cfg.variant
-    if variant is Variant.V2:
-        return Routing(("wk",), ("wk",), ("wk",), kinds=(), contrast=False)
-    if variant is Variant.V4:
-        if cfg.single_task == "rain":
-            return Routing(("rk", "ck"), None, None, kinds=("rk", "ck"), contrast=True)
-        return Routing(None, ("sk", "ck"), None, kinds=("ck", "sk"), contrast=True)
-    if variant is Variant.K1:
-        return Routing(("ck",), ("ck",), ("rk", "sk"), KINDS, False, frozen_backbone=True)
-    if variant is Variant.K2:
-        return Routing(("rk",), ("sk",), ("rk", "sk"), KINDS, False, frozen_backbone=True)
-    return Routing(
-        derain=("rk", "ck"),
-        desnow=("sk", "ck"),
-        recognition=None if variant is Variant.V5 else ("rk", "sk"),
-        kinds=KINDS,
-        contrast=variant is not Variant.V1,
-        gated_cnn=variant is not Variant.V3,
-    )
+def pad_to_multiple(image: torch.Tensor, multiple: int, min_side: int = 0) -> torch.Tensor:
+    """``image`` padded at the bottom and right (replicate) so that each side is a multiple
+    of ``multiple`` and at least ``min_side``."""
+    height, width = image.shape[-2:]
+    target_h = math.ceil(max(height, min_side) / multiple) * multiple
+    target_w = math.ceil(max(width, min_side) / multiple) * multiple
+    if (target_h, target_w) == (height, width):
+        return image
+    return F.pad(image, (0, target_w - width, 0, target_h - height), mode="replicate")
 
 
 @dataclass
@@ -100,7 +94,8 @@ class SmartAssignOutput:
     head, or when the forward pass was given the tasks), ``logits`` is ``B x 2`` ordered
     (rain, snow) or ``None`` without ``D_re``. ``knowledge`` is ``None`` for V2, which has no
     GKFM. ``restored`` is set when the forward pass was given the tasks: each sample's
-    restoration by its own task's decoder.
+    restoration by its own task's decoder. ``recognition_features``: D_re's feature map
+    before its Pool, when the forward pass was asked for it (tiled inference pools it).
     """
 
     derain: torch.Tensor | None
@@ -108,6 +103,7 @@ class SmartAssignOutput:
     logits: torch.Tensor | None
     knowledge: Knowledge | None = None
     restored: torch.Tensor | None = None
+    recognition_features: torch.Tensor | None = None
 
     def for_tasks(self, task: torch.Tensor) -> torch.Tensor:
         """Each sample's restoration by its own task's decoder (TKFF, Eq. 3): ``D_dr`` for
@@ -138,42 +134,66 @@ class Encoder(nn.Module):
     features, so F_wk keeps full-resolution detail.
     """
 
-    def __init__(self, cfg: ModelConfig, gated_cnn: bool) -> None:
+    def __init__(
+        self,
+        *,
+        channels: int,
+        sam_hidden: int,
+        patch_size: int,
+        embed_dim: int,
+        num_blocks: int,
+        num_heads: int,
+        mlp_ratio: float,
+        window_size: int,
+        shift_windows: bool,
+        gate: GateName,
+        gate_reduction: int,
+        gated_cnn: bool,
+    ) -> None:
         super().__init__()
-        self.patch_size = cfg.patch_size
-        self.project = nn.Conv2d(3, cfg.channels, 3, padding=1)
-        self.sam = SpatialAttention(cfg.channels, cfg.sam_hidden)
-        self.patch_embed = nn.Conv2d(
-            cfg.channels, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size
-        )
+        self.project = nn.Conv2d(3, channels, 3, padding=1)
+        self.sam = SpatialAttention(channels, sam_hidden)
+        self.patch_embed = nn.Conv2d(channels, embed_dim, patch_size, stride=patch_size)
         self.blocks = nn.ModuleList(
             GLSFViTBlock(
-                cfg.embed_dim,
-                cfg.num_heads,
-                cfg.mlp_ratio,
-                cfg.window_size,
-                shift=cfg.shift_windows and index % 2 == 1,
-                gate=cfg.gate,
-                gate_reduction=cfg.gate_reduction,
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                window_size,
+                shift=shift_windows and index % 2 == 1,
+                gate=gate,
+                gate_reduction=gate_reduction,
                 gated_cnn=gated_cnn,
             )
-            for index in range(cfg.num_blocks)
+            for index in range(num_blocks)
         )
-        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.norm = nn.LayerNorm(embed_dim)
         self.unpatch = nn.Sequential(
-            nn.Conv2d(cfg.embed_dim, cfg.channels * cfg.patch_size**2, 1),
-            nn.PixelShuffle(cfg.patch_size),
+            nn.Conv2d(embed_dim, channels * patch_size**2, 1), nn.PixelShuffle(patch_size)
         )
         nn.init.zeros_(self.unpatch[0].weight)
         nn.init.zeros_(self.unpatch[0].bias)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def gate_level(index: int) -> str:
+        """Gate level name of block ``index``'s gated CNN (Eq. 9)."""
+        return f"encoder.{index}"
+
+    def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM features (Eq. 4-5) and their patch tokens, ``B x h x w x d``."""
         sam = self.sam(self.project(image))
-        tokens = self.patch_embed(sam).permute(0, 2, 3, 1)
-        for block in self.blocks:
-            tokens = block(tokens)
-        tokens = self.norm(tokens).permute(0, 3, 1, 2)
-        return self.unpatch(tokens) + sam
+        return sam, self.patch_embed(sam).permute(0, 2, 3, 1)
+
+    def finish(self, tokens: torch.Tensor, sam: torch.Tensor) -> torch.Tensor:
+        """F_wk from the last block's tokens and the SAM features."""
+        return self.unpatch(self.norm(tokens).permute(0, 3, 1, 2)) + sam
+
+    def forward(self, image: torch.Tensor, gate_means: GateMeans | None = None) -> torch.Tensor:
+        sam, tokens = self.embed(image)
+        means = gate_means or {}
+        for index, block in enumerate(self.blocks):
+            tokens = block(tokens, means.get(self.gate_level(index)))
+        return self.finish(tokens, sam)
 
 
 class GKFM(nn.Module):
@@ -190,8 +210,11 @@ class GKFM(nn.Module):
             nn.Conv2d(hidden, out, 3, padding=1),
         )
 
-    def forward(self, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        filtered, gates = self.gate(whole)
+    def forward(
+        self, whole: torch.Tensor, gate_mean: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """F_xk and its gates from F_wk; ``gate_mean``: the whole image's ``Pool(F_wk)``."""
+        filtered, gates = self.gate(whole, gate_mean)
         return self.refine(filtered), gates
 
 
@@ -262,7 +285,11 @@ class RecognitionDecoder(nn.Module):
         super().__setstate__(state)
 
     def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_pooled(self.pool_windows(self.convs(knowledge)))
+        return self.logits_from_features(self.convs(knowledge))
+
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``B x 2`` logits from the output of ``convs``."""
+        return self.logits_from_pooled(self.pool_windows(features))
 
     def pool_windows(self, features: torch.Tensor) -> torch.Tensor:
         """``B x C x H x W`` features -> ``B x C x h x w`` pooled windows (border ones partial)."""
@@ -307,42 +334,80 @@ class SmartAssign(nn.Module):
 
     ``forward(x)`` takes ``B x 3 x H x W`` images in [0, 1] of any size ``>= 16`` px; the
     input is padded (replicate) to a multiple of ``patch_size * window_size`` and every
-    output is cropped back to ``H x W``.
+    output is cropped back to ``H x W``. The keyword arguments are ``params.yaml``'s
+    ``model:`` section (its comments say what each is); ``routing`` picks the variant.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(
+        self,
+        *,
+        channels: int = 32,
+        sam_hidden: int = 16,
+        patch_size: int = 4,
+        embed_dim: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        window_size: int = 8,
+        shift_windows: bool = True,
+        gate: GateName = "silu",
+        gate_reduction: int = 4,
+        gkfm_hidden: int = 24,
+        gkfm_out: int = 24,
+        decoder_hidden: int = 24,
+        recognition_pool: Literal["max", "mean"] = "max",
+        recognition_window: int = 32,
+        residual: bool = True,
+        drm_grid: int = 4,
+        drm_dim: int = 16,
+        veil_removal: bool = False,
+        veil_width: int = 24,
+        routing: Routing = Routing(),
+    ) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.routing = routing_for(cfg)
-        self.veil = VeilRemoval(cfg.veil_width) if cfg.veil_removal else None
-        self.encoder = Encoder(cfg, gated_cnn=self.routing.gated_cnn)
+        self.routing = routing
+        self.size_multiple = patch_size * max(1, window_size)
+        """Input sides are padded to a multiple of this (patch size times window)."""
+        widths = {"wk": channels, **dict.fromkeys(KINDS, gkfm_out)}
+
+        def width(sources: tuple[str, ...]) -> int:
+            return sum(widths[source] for source in sources)
+
+        self.veil = VeilRemoval(veil_width) if veil_removal else None
+        self.encoder = Encoder(
+            channels=channels,
+            sam_hidden=sam_hidden,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            num_blocks=num_blocks,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            window_size=window_size,
+            shift_windows=shift_windows,
+            gate=gate,
+            gate_reduction=gate_reduction,
+            gated_cnn=routing.gated_cnn,
+        )
         self.gkfm = nn.ModuleDict(
             {
-                kind: GKFM(
-                    cfg.channels, cfg.gkfm_hidden, cfg.gkfm_out, cfg.gate, cfg.gate_reduction
-                )
-                for kind in self.routing.kinds
+                kind: GKFM(channels, gkfm_hidden, gkfm_out, gate, gate_reduction)
+                for kind in routing.kinds
             }
         )
         self.decoders = nn.ModuleDict()
-        for head in ("derain", "desnow"):
-            sources = getattr(self.routing, head)
+        for head in HEAD_TASKS:
+            sources = getattr(routing, head)
             if sources is not None:
-                self.decoders[head] = RestorationDecoder(
-                    self._width(sources), cfg.decoder_hidden, cfg.residual
-                )
+                self.decoders[head] = RestorationDecoder(width(sources), decoder_hidden, residual)
         self.recognition = (
             RecognitionDecoder(
-                self._width(self.routing.recognition),
-                cfg.decoder_hidden,
-                cfg.recognition_pool,
-                cfg.recognition_window,
+                width(routing.recognition), decoder_hidden, recognition_pool, recognition_window
             )
-            if self.routing.recognition is not None
+            if routing.recognition is not None
             else None
         )
-        self.drm = DimensionReduction(cfg.drm_grid, cfg.drm_dim) if self.routing.contrast else None
-        if self.routing.frozen_backbone:
+        self.drm = DimensionReduction(drm_grid, drm_dim) if routing.contrast else None
+        if routing.frozen_backbone:
             for module in (self.veil, self.encoder, self.gkfm):
                 if module is not None:
                     module.requires_grad_(False)
@@ -351,19 +416,6 @@ class SmartAssign(nn.Module):
         """Unpickle (MLflow) a model saved before veil removal existed: it has none."""
         super().__setstate__(state)
         self._modules.setdefault("veil", None)
-
-    @classmethod
-    def from_config(cls, cfg: Config | ModelConfig) -> SmartAssign:
-        """Build the network from the whole :class:`Config` or its ``model`` section."""
-        return cls(cfg.model if isinstance(cfg, Config) else cfg)
-
-    @property
-    def size_multiple(self) -> int:
-        """Input sides are padded to a multiple of this (patch size times window)."""
-        return self.cfg.patch_size * max(1, self.cfg.window_size)
-
-    def _width(self, sources: tuple[str, ...]) -> int:
-        return sum(self.cfg.channels if s == "wk" else self.cfg.gkfm_out for s in sources)
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters before TKFF (veil removal, encoder and GKFMs), e.g. to initialise K1/K2."""
@@ -409,15 +461,6 @@ class SmartAssign(nn.Module):
         if not bool(torch.isfinite(image).all()):
             raise ValueError("input contains NaN or infinite values")
 
-    def _pad(self, image: torch.Tensor) -> torch.Tensor:
-        multiple = self.size_multiple
-        height, width = image.shape[-2:]
-        pad_h = math.ceil(height / multiple) * multiple - height
-        pad_w = math.ceil(width / multiple) * multiple - width
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-        return image
-
     def remove_veil(
         self,
         image: torch.Tensor,
@@ -427,6 +470,35 @@ class SmartAssign(nn.Module):
         """``image`` with its veil inverted (:class:`VeilRemoval`); as is without one."""
         return self.veil(image, context, box) if self.veil is not None else image
 
+    @property
+    def gate_levels(self) -> tuple[str, ...]:
+        """The channel gates (Eq. 9, 11) in the order their inputs are computed, by level:
+        ``encoder.<i>`` for each block's gated CNN, ``gkfm`` for the GKFMs' gates (one
+        level: they all pool F_wk). Each level's input depends on the gates before it."""
+        blocks = [
+            Encoder.gate_level(index)
+            for index, block in enumerate(self.encoder.blocks)
+            if block.gated_cnn
+        ]
+        return (*blocks, GKFM_GATES) if len(self.gkfm) else tuple(blocks)
+
+    def gate_input(
+        self, image: torch.Tensor, level: str, gate_means: GateMeans | None = None
+    ) -> torch.Tensor:
+        """The input of the gates of ``level`` (``B x C x h x w``) for a veil-free ``image``
+        whose sides are multiples of ``size_multiple``; the gates of earlier levels use
+        ``gate_means``. Averaged over a whole image, this is that image's ``gate_means``
+        entry for ``level`` (tiled inference measures it tile by tile)."""
+        if level not in self.gate_levels:
+            raise ValueError(f"no gate level {level!r}; this model has {self.gate_levels}")
+        means = gate_means or {}
+        sam, tokens = self.encoder.embed(image)
+        for index, block in enumerate(self.encoder.blocks):
+            if Encoder.gate_level(index) == level:
+                return block.gate_input(tokens)
+            tokens = block(tokens, means.get(Encoder.gate_level(index)))
+        return self.encoder.finish(tokens, sam)
+
     def forward(
         self,
         image: torch.Tensor,
@@ -435,6 +507,8 @@ class SmartAssign(nn.Module):
         context: torch.Tensor | None = None,
         box: torch.Tensor | None = None,
         veil_removed: bool = False,
+        gate_means: GateMeans | None = None,
+        keep_recognition_features: bool = False,
     ) -> SmartAssignOutput:
         """Eq. 3 on ``image``. With ``task`` (``B`` labels, 0 rain, 1 snow) and both
         restoration decoders present, each decoder runs on its own task's samples only and
@@ -444,36 +518,33 @@ class SmartAssign(nn.Module):
 
         ``context`` and ``box``: the thumbnail of the whole image a training crop was cut
         from and the crop's box in it (:mod:`smartassign.model.veil`); by default the image
-        is whole. ``veil_removed``: the caller has already called :meth:`remove_veil`
-        (tiled inference does, on the whole image, before cutting tiles)."""
+        is whole. ``veil_removed``: the caller has already called :meth:`remove_veil`.
+        ``gate_means``: the channel gates pool these whole-image means instead of ``image``
+        (see :meth:`gate_input`), and ``keep_recognition_features`` returns D_re's
+        features before their Pool: tiled inference passes one tile at a time."""
         self.check_input(image)
         height, width = image.shape[-2:]
         if not veil_removed:
             image = self.remove_veil(image, context, box)
-        padded = self._pad(image)
-        whole = self.encoder(padded)
+        padded = pad_to_multiple(image, self.size_multiple)
+        whole = self.encoder(padded, gate_means)
         features: dict[str, torch.Tensor] = {"wk": whole}
         gates: dict[str, torch.Tensor] = {}
+        gkfm_mean = (gate_means or {}).get(GKFM_GATES)
         for kind, module in self.gkfm.items():
-            features[kind], gates[kind] = module(whole)
-
-        def route(sources: tuple[str, ...]) -> torch.Tensor:
-            parts = [features[name] for name in sources]
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            features[kind], gates[kind] = module(whole, gkfm_mean)
 
         restored: dict[str, torch.Tensor | None] = {"derain": None, "desnow": None}
         own: torch.Tensor | None = None
         if task is not None and len(self.decoders) == len(HEAD_TASKS):
-            own = self._restore_own_task(route, padded, task.view(-1))[..., :height, :width]
+            own = self._restore_own_task(features, padded, task.view(-1))[..., :height, :width]
         else:
             for head, decoder in self.decoders.items():
-                sources = getattr(self.routing, head)
-                restored[head] = decoder(route(sources), padded)[..., :height, :width]
-        logits = (
-            self.recognition(route(self.routing.recognition))
-            if self.recognition is not None
-            else None
-        )
+                restored[head] = decoder(self._route(features, head), padded)[..., :height, :width]
+        logits = recognition_features = None
+        if self.recognition is not None:
+            recognition_features = self.recognition.convs(self._route(features, "recognition"))
+            logits = self.recognition.logits_from_features(recognition_features)
         knowledge = None
         if self.routing.kinds:
             tensors = {kind: features[kind][..., :height, :width] for kind in self.routing.kinds}
@@ -483,21 +554,30 @@ class SmartAssign(nn.Module):
                 else None
             )
             knowledge = Knowledge(tensors=tensors, gates=gates, matrices=matrices)
-        return SmartAssignOutput(restored["derain"], restored["desnow"], logits, knowledge, own)
+        return SmartAssignOutput(
+            restored["derain"],
+            restored["desnow"],
+            logits,
+            knowledge,
+            own,
+            recognition_features if keep_recognition_features else None,
+        )
+
+    def _route(self, features: Mapping[str, torch.Tensor], head: str) -> torch.Tensor:
+        """The knowledge ``head`` reads (TKFF, Eq. 3): its sources, concatenated."""
+        parts = [features[source] for source in getattr(self.routing, head)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def _restore_own_task(
-        self,
-        route: Callable[[tuple[str, ...]], torch.Tensor],
-        padded: torch.Tensor,
-        task: torch.Tensor,
+        self, features: Mapping[str, torch.Tensor], padded: torch.Tensor, task: torch.Tensor
     ) -> torch.Tensor:
         """Each sample through its own task's decoder. A decoder whose task has no sample in
         the batch still runs (on none), so it takes part in every step (DDP expects it)."""
         parts = {}
         for head, label in HEAD_TASKS.items():
             chosen = task == label
-            sources = getattr(self.routing, head)
-            parts[head] = (chosen, self.decoders[head](route(sources)[chosen], padded[chosen]))
+            knowledge = self._route(features, head)[chosen]
+            parts[head] = (chosen, self.decoders[head](knowledge, padded[chosen]))
         first = parts["derain"][1]
         restored = first.new_empty((padded.shape[0], *first.shape[1:]))
         for chosen, part in parts.values():
