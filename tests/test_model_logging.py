@@ -1,10 +1,10 @@
-"""Requirements of the model logged to MLflow (engine.run.model_requirements)."""
+"""Requirements of the model logged to MLflow (model_io.model_requirements)."""
 
 from __future__ import annotations
 
 from importlib.metadata import version
 
-from smartassign.engine.run import MODEL_PACKAGES, model_requirements
+from smartassign.model_io import MODEL_PACKAGES, model_requirements
 
 
 def test_requirements_pin_every_package_without_a_local_label():

@@ -10,8 +10,9 @@ import yaml
 
 from smartassign.builder import build_model
 from smartassign.cli import main
-from smartassign.config import Config, ModelConfig, config_from_dict
+from smartassign.config import Config, config_from_dict
 from smartassign.engine import tracking
+from smartassign.model_io import load_model, log_model, save_model_dir
 from smartassign.registry import (
     CHALLENGER,
     CHAMPION,
@@ -28,17 +29,13 @@ METRIC = "test/psnr_y_mean"
 
 
 @pytest.fixture
-def logged_model(mlflow_store: str) -> str:
+def logged_model(mlflow_store: str, tmp_path) -> str:
     """A tiny SmartAssign logged to an MLflow run; returns its model URI."""
-    import mlflow
-    import mlflow.pytorch
-
-    mlflow.set_tracking_uri(mlflow_store)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(**TINY))
-    with mlflow.start_run():
-        info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
-    return info.model_uri
+    cfg = config_from_dict({"model": TINY})
+    save_model_dir(build_model(cfg), tmp_path / "logged", yaml.safe_dump(cfg.to_dict()))
+    run = tracking.client().create_run(tracking.experiment_id(tracking.client(), "logging"))
+    return log_model(tmp_path / "logged", run.info.run_id)
 
 
 def _register(cfg: Config, model_uri: str, metrics: dict, trained: Config | None = None) -> int:
@@ -219,3 +216,48 @@ def test_cli_register_promote_and_list(logged_model, tmp_path, capsys):
     assert "data/manifests/test.jsonl not found: run `smartassign prepare`" in (
         capsys.readouterr().err
     )
+
+
+def test_a_registered_model_is_weights_and_config_and_loads_after_an_attribute_rename(
+    logged_model, monkeypatch
+):
+    import pickle
+
+    import mlflow.pyfunc
+
+    from smartassign.model import SmartAssign
+
+    cfg = Config()
+    version = _register(cfg, logged_model, {METRIC: 25.0, "manifest_sha256": "set-a"})
+    uri = f"models:/{cfg.registry.model_name}/{version}"
+    image = torch.rand(1, 3, 32, 32)
+    before = load_model(uri)
+    with torch.no_grad():
+        expected = before(image).derain
+    pickled = pickle.dumps(before)
+
+    renamed = property(  # the attribute size_multiple becomes pad_multiple
+        lambda self: self.pad_multiple, lambda self, value: setattr(self, "pad_multiple", value)
+    )
+    monkeypatch.setattr(SmartAssign, "size_multiple", renamed, raising=False)
+    with pytest.raises(AttributeError, match="no attribute"):
+        pickle.loads(pickled)(image)  # what a pickled model would do after the rename
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(uri)(image).derain, expected)
+    restored = mlflow.pyfunc.load_model(uri).predict(image.numpy())
+    assert restored.shape == (1, 3, 32, 32) and restored.dtype == "float32"
+
+
+def test_a_non_smartassign_mlflow_model_is_refused(mlflow_store):
+    import mlflow
+    import mlflow.pyfunc
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    mlflow.set_tracking_uri(mlflow_store)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[])
+    with pytest.raises(ValueError, match="not a SmartAssign model"):
+        load_model(info.model_uri)

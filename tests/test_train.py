@@ -35,9 +35,8 @@ def _history(run_id: str, key: str = MONITOR) -> list[int]:
 
 
 def test_two_workers_train_beat_the_input_and_log_a_loadable_model(tiny_config, mlflow_store):
-    import mlflow.pytorch
-
     from smartassign.engine.run import export_model_dir
+    from smartassign.model_io import load_model
 
     cfg = tiny_config("two_workers", epochs=4, num_workers=2)
     result = train(cfg)
@@ -55,7 +54,7 @@ def test_two_workers_train_beat_the_input_and_log_a_loadable_model(tiny_config, 
     assert {"samples", "gates"} <= artifacts
     assert (result.model_dir / "mlflow_model_uri").read_text().startswith("models:/")
 
-    loaded = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
+    loaded = load_model(f"runs:/{result.run_id}/model")
     in_memory = export_model_dir(result.checkpoint_dir, result.model_dir.parent / "again")
     image = torch.rand(2, 3, 40, 56)
     with torch.no_grad():

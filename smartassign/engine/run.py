@@ -38,7 +38,7 @@ from smartassign.engine.run_state import (
 )
 from smartassign.engine.step import NonFiniteLossError
 from smartassign.model import SmartAssign
-from smartassign.model_io import load_model, save_model_dir
+from smartassign.model_io import load_model, log_model, save_model_dir
 
 RUN_STATE_FILE = "smartassign_run.json"
 """Resume state of a training run (config fingerprint, MLflow run, completed), beside Ray's."""
@@ -218,55 +218,6 @@ def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
     return model
 
 
-def log_model(model: SmartAssign, run_id: str) -> str:
-    """Log the model to MLflow with a dynamic-size input signature.
-
-    No input example: MLflow checks one by serving it through the pyfunc flavour, which
-    needs a model returning one tensor, while SmartAssign returns all its heads
-    (:class:`~smartassign.model.SmartAssignOutput`), so the check could only warn. The model
-    is served by ``smartassign restore`` (``models:/`` URIs) or as an ONNX / TorchScript
-    export.
-    """
-    import mlflow
-    import mlflow.pytorch
-    import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1), "image")]),
-    )
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            signature=signature,
-            serialization_format="pickle",
-            pip_requirements=model_requirements(),
-        )
-    return info.model_uri
-
-
-MODEL_PACKAGES = ("smartassign", "torch", "numpy", "cloudpickle", "mlflow")
-"""Packages a logged model needs to load: this one (its classes are pickled), torch, and
-what MLflow's pickle flavour imports."""
-
-
-def model_requirements() -> list[str]:
-    """Pinned pip requirements of a logged model, from the installed versions.
-
-    Given explicitly, so MLflow does not infer them (it loads the model in a subprocess for
-    that, several seconds) and pins torch without its local label (``2.13.0``, not
-    ``2.13.0+cpu``: the CPU, CUDA and NPU builds serve the same model).
-    """
-    from importlib.metadata import version
-
-    from packaging.version import Version
-
-    return [f"{name}=={Version(version(name)).public}" for name in MODEL_PACKAGES]
-
-
 def train(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = True) -> TrainResult:
     """Train, export the model directory, and log the final model to MLflow."""
     result, run_id = fit(cfg, fault=fault, track=track)
@@ -274,10 +225,10 @@ def train(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = Tru
         raise RuntimeError("training finished without a checkpoint")
     with result.checkpoint.as_directory() as directory:
         checkpoint_dir = Path(directory)
-        model = export_model_dir(checkpoint_dir, Path(cfg.train.model_dir))
+        export_model_dir(checkpoint_dir, Path(cfg.train.model_dir))
     history = json.loads((Path(cfg.train.model_dir) / "history.json").read_text())
     if run_id is not None:
-        model_uri = log_model(model, run_id)
+        model_uri = log_model(Path(cfg.train.model_dir), run_id)
         (Path(cfg.train.model_dir) / "mlflow_model_uri").write_text(model_uri + "\n")
         tracking.client().set_terminated(run_id)
     return TrainResult(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -278,12 +278,6 @@ class RecognitionDecoder(nn.Module):
         # torch.export does not trace the stride computation
         self.window_features = max(1, round(window / self.feature_stride)) if window else 0
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Models pickled before windows existed pool the whole image, as they did."""
-        state.setdefault("window", 0)
-        state.setdefault("window_features", 0)
-        super().__setstate__(state)
-
     def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
         return self.logits_from_features(self.convs(knowledge))
 
@@ -411,11 +405,6 @@ class SmartAssign(nn.Module):
             for module in (self.veil, self.encoder, self.gkfm):
                 if module is not None:
                     module.requires_grad_(False)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickle (MLflow) a model saved before veil removal existed: it has none."""
-        super().__setstate__(state)
-        self._modules.setdefault("veil", None)
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters before TKFF (veil removal, encoder and GKFMs), e.g. to initialise K1/K2."""
