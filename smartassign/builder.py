@@ -37,7 +37,7 @@ def routing_for(cfg: ModelConfig) -> Routing:
     if variant is Variant.K2:
         return Routing(("rk",), ("sk",), contrast=False, frozen_backbone=True, name=name)
     return Routing(
-        recognition=None if variant is Variant.V5 else ("rk", "sk"),
+        recognition=("rk", "sk") if cfg.recognises else None,
         kinds=KINDS,
         contrast=variant is not Variant.V1,
         gated_cnn=variant is not Variant.V3,

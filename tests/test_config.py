@@ -99,7 +99,9 @@ def test_monitor_and_registry_metric_must_grow_with_quality():
     with pytest.raises(ConfigError, match=r"V5 has no recognition head"):
         config_from_dict({"model": {"variant": "V5"}, "train": {"monitor": "val/recognition_acc"}})
     single = {"variant": "V4", "single_task": "rain"}
-    with pytest.raises(ConfigError, match=r"restores rain only, so val/snow/psnr is never"):
+    with pytest.raises(
+        ConfigError, match=r"val/snow/psnr is never measured: variant V4 covers rain"
+    ):
         config_from_dict({"model": single, "train": {"monitor": "val/snow/psnr"}})
     per_dataset = "test/synthetic/snow/ssim"
     cfg = config_from_dict(

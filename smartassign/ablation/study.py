@@ -32,7 +32,7 @@ from smartassign.ablation.trainable import ARM, SEED, StudyContext, run_arm
 from smartassign.config import AblationConfig, Config
 from smartassign.engine import tracking
 from smartassign.engine.devices import check_device
-from smartassign.engine.run_state import absolute_storage
+from smartassign.engine.storage import absolute_storage
 from smartassign.model_io import load_model
 from smartassign.tuning import experiment, runs
 

@@ -52,6 +52,11 @@ class ModelConfig(Section):
         """The tasks this variant restores: both, or ``single_task`` for V4."""
         return (self.single_task,) if self.variant is Variant.V4 else TASKS
 
+    @property
+    def recognises(self) -> bool:
+        """Whether this variant has the recognition head D_re (all but V4 and V5)."""
+        return self.variant not in (Variant.V4, Variant.V5)
+
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
         if self.embed_dim % self.num_heads:

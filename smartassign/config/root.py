@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from smartassign.config.base import ConfigError, Section, Variant
+from smartassign.config.base import ConfigError, Section
 from smartassign.config.data import DataConfig
 from smartassign.config.evaluate import EvaluateConfig
 from smartassign.config.inference import InferenceConfig
@@ -17,7 +17,7 @@ from smartassign.config.loss import LossConfig
 from smartassign.config.model import ModelConfig
 from smartassign.config.registry import RegistryConfig
 from smartassign.config.sweeps import AblationConfig, TuneConfig
-from smartassign.config.train import TrainConfig
+from smartassign.config.train import TrainConfig, check_monitor
 
 
 class Config(Section):
@@ -46,21 +46,12 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _monitor_is_measured(self) -> Config:
-        """``train.monitor`` names a task this variant restores and, for
-        ``recognition_acc``, a variant with the recognition head."""
-        monitor, variant = self.train.monitor, self.model.variant
-        if monitor.endswith("recognition_acc") and variant in (Variant.V4, Variant.V5):
-            raise ValueError(
-                f"train.monitor: {variant.value} has no recognition head, so {monitor} is never "
-                "measured; monitor a restoration metric such as val/psnr_y_mean"
-            )
-        if variant is Variant.V4:
-            other = next(t for t in ("rain", "snow") if t != self.model.single_task)
-            if monitor.startswith(f"val/{other}/"):
-                raise ValueError(
-                    f"train.monitor: the single-task variant V4 restores "
-                    f"{self.model.single_task} only, so {monitor} is never measured"
-                )
+        check_monitor(
+            self.train.monitor,
+            tasks=self.model.tasks,
+            recognition=self.model.recognises,
+            scope=f"variant {self.model.variant.value}",
+        )
         return self
 
     def to_dict(self) -> dict[str, Any]:

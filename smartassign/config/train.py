@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from smartassign.config.base import Section, quality_metric
+from smartassign.config.base import ConfigError, Section, quality_metric
 
 
 class TrainConfig(Section):
@@ -61,3 +62,25 @@ class TrainConfig(Section):
         if negative:
             raise ValueError(f"negative amount for {negative}")
         return value
+
+
+def check_monitor(monitor: str, *, tasks: Collection[str], recognition: bool, scope: str) -> None:
+    """Refuse a ``train.monitor`` that validation never measures: a per-task metric whose
+    task is not among ``tasks``, or ``recognition_acc`` without the recognition head.
+
+    The one rule for the monitored metric (its form is checked by the field validator),
+    applied to the variant when the config is read and to the val split before training
+    starts; ``scope`` names which (``"variant V4"``, ``"the val split (path)"``).
+    """
+    if monitor.endswith("/recognition_acc") and not recognition:
+        raise ConfigError(
+            f"train.monitor: {monitor} is never measured: {scope} has no recognition head; "
+            "monitor a restoration metric such as val/psnr_y_mean"
+        )
+    parts = monitor.split("/")
+    if len(parts) == 3 and parts[1] not in tasks:
+        raise ConfigError(
+            f"train.monitor: {monitor} is never measured: {scope} covers "
+            f"{' and '.join(tasks) or 'no task'} only; monitor val/psnr_y_mean or a metric of "
+            "a task it covers"
+        )

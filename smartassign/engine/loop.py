@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from smartassign.builder import build_model
-from smartassign.config import Config, ConfigError, config_from_dict
+from smartassign.config import Config, config_from_dict
 from smartassign.data.dataset import build_dataloader
 from smartassign.data.tensors import to_pixels
 from smartassign.engine import tracking
@@ -318,14 +318,7 @@ class WorkerRun:
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
         if validating:
-            monitor = self.cfg.train.monitor
-            if monitor not in metrics:
-                measured = ", ".join(key for key in sorted(metrics) if key.startswith("val/"))
-                raise ConfigError(
-                    f"train.monitor: {monitor} was not measured on the val split (measured: "
-                    f"{measured}); set train.monitor to one of these"
-                )
-            self.optimisation.scheduler.after_validation(metrics[monitor])
+            self.optimisation.scheduler.after_validation(metrics[self.cfg.train.monitor])
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)

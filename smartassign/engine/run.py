@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from smartassign.config import Config, ConfigError
-from smartassign.data.manifest import manifest_path, read_manifest
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import CONFIG_FILE, load_state
 from smartassign.engine.devices import BACKENDS, check_device, ray_resources
 from smartassign.engine.loop import train_loop_per_worker
-from smartassign.engine.run_state import (
+from smartassign.engine.step import NonFiniteLossError
+from smartassign.engine.storage import (
     absolute_paths,
     absolute_storage,
     fingerprint,
@@ -36,7 +36,7 @@ from smartassign.engine.run_state import (
     remove,
     write_state,
 )
-from smartassign.engine.step import NonFiniteLossError
+from smartassign.engine.validation import check_monitor_is_measured
 from smartassign.model import SmartAssign
 from smartassign.model_io import load_model, log_model, save_model_dir
 
@@ -85,6 +85,66 @@ def manifest_hash(cfg: Config) -> str:
     return digest.hexdigest()
 
 
+TRAINING_SECTIONS = ("model", "loss", "data", "train")
+"""Config sections a training run depends on: a change elsewhere (registry, inference,
+tune, ablation) does not restart an interrupted run."""
+
+
+@dataclass
+class TrainingRun:
+    """One training run's lifecycle: its folder ``train.storage_path / train.run_name`` (Ray's
+    checkpoints and :data:`RUN_STATE_FILE`) and its MLflow run.
+
+    :meth:`open` resumes the unfinished run or starts afresh and records it as unfinished;
+    :meth:`complete` records it as finished, so the next ``open`` starts a new one.
+    """
+
+    cfg: Config
+    storage: str
+    path: str
+    mlflow_run_id: str | None
+
+    @classmethod
+    def open(cls, cfg: Config, *, track: bool) -> TrainingRun:
+        """Resume the unfinished run when it trains ``cfg``'s model the same way and with
+        the same MLflow tracking, else clear its folder and open a new MLflow run (when
+        ``track``)."""
+        storage = absolute_storage(cfg.train.storage_path)
+        path = f"{storage}/{cfg.train.run_name}"
+        state = read_state(path, RUN_STATE_FILE)
+        if state is not None and not state["completed"]:
+            same_params = state["fingerprint"] == fingerprint(cfg, TRAINING_SECTIONS)
+            same_tracking = (state["mlflow_run_id"] is not None) == track
+            if same_params and same_tracking:
+                print(f"resuming the interrupted training run in {path}", flush=True)
+                return cls(cfg, storage, path, state["mlflow_run_id"])
+            why = (
+                "other params" if not same_params else f"MLflow tracking {'off' if track else 'on'}"
+            )
+            print(
+                f"discarding the unfinished training run in {path}: it was started with {why}",
+                flush=True,
+            )
+            if track and state["mlflow_run_id"] is not None:
+                tracking.client().set_terminated(state["mlflow_run_id"], status="KILLED")
+        remove(path)
+        run = cls(cfg, storage, path, _new_mlflow_run(cfg) if track else None)
+        run._record(completed=False)
+        return run
+
+    def complete(self) -> None:
+        """Record that the run finished: its checkpoints hold the trained model."""
+        self._record(completed=True)
+
+    def _record(self, *, completed: bool) -> None:
+        state = {
+            "fingerprint": fingerprint(self.cfg, TRAINING_SECTIONS),
+            "mlflow_run_id": self.mlflow_run_id,
+            "completed": completed,
+        }
+        write_state(self.path, RUN_STATE_FILE, state)
+
+
 def _new_mlflow_run(cfg: Config) -> str:
     """Open the MLflow run of a new training run: tags and the flattened config as params."""
     mlflow_client = tracking.client()
@@ -101,55 +161,6 @@ def _new_mlflow_run(cfg: Config) -> str:
     for key, value in cfg.flat().items():
         mlflow_client.log_param(run.info.run_id, key, json.dumps(value)[:6000])
     return run.info.run_id
-
-
-TRAINING_SECTIONS = ("model", "loss", "data", "train")
-"""Config sections a training run depends on: a change elsewhere (registry, inference,
-tune, ablation) does not restart an interrupted run."""
-
-
-def _start_run(cfg: Config, run_path: str, *, track: bool) -> str | None:
-    """Resume the unfinished run at ``run_path`` when it trains ``cfg``'s model the same way
-    and with the same MLflow tracking, else clear the folder and open a new MLflow run (when
-    ``track``); returns the MLflow run id."""
-    state = read_state(run_path, RUN_STATE_FILE)
-    if state is not None and not state["completed"]:
-        same_params = state["fingerprint"] == fingerprint(cfg, TRAINING_SECTIONS)
-        same_tracking = (state["mlflow_run_id"] is not None) == track
-        if same_params and same_tracking:
-            print(f"resuming the interrupted training run in {run_path}", flush=True)
-            return state["mlflow_run_id"]
-        why = "other params" if not same_params else f"MLflow tracking {'off' if track else 'on'}"
-        print(
-            f"discarding the unfinished training run in {run_path}: it was started with {why}",
-            flush=True,
-        )
-        if track and state["mlflow_run_id"] is not None:
-            tracking.client().set_terminated(state["mlflow_run_id"], status="KILLED")
-    remove(run_path)
-    run_id = _new_mlflow_run(cfg) if track else None
-    _write_run_state(run_path, cfg, run_id, completed=False)
-    return run_id
-
-
-def _write_run_state(run_path: str, cfg: Config, run_id: str | None, *, completed: bool) -> None:
-    key = fingerprint(cfg, TRAINING_SECTIONS)
-    state = {"fingerprint": key, "mlflow_run_id": run_id, "completed": completed}
-    write_state(run_path, RUN_STATE_FILE, state)
-
-
-def _check_monitor_is_measured(cfg: Config) -> None:
-    """Refuse, before Ray starts, a per-task ``train.monitor`` whose task the val split lacks
-    (the workers would fail on it after a whole epoch, once per allowed restart)."""
-    parts = cfg.train.monitor.split("/")
-    if len(parts) != 3:
-        return
-    path = manifest_path(Path(cfg.data.root), "val")
-    if path.is_file() and parts[1] not in {record.task for record in read_manifest(path)}:
-        raise ConfigError(
-            f"train.monitor: {cfg.train.monitor} is never measured: the val split ({path}) "
-            f"has no {parts[1]} images; monitor val/psnr_y_mean or a task the split has"
-        )
 
 
 def _scaling(cfg: Config) -> Any:
@@ -175,16 +186,14 @@ def fit(
         )
     check_device(cfg.train.device)
     cfg = absolute_paths(cfg, ("data.root", "train.model_dir"))
-    _check_monitor_is_measured(cfg)
+    check_monitor_is_measured(cfg)
     init_ray()
-    storage = absolute_storage(cfg.train.storage_path)
-    run_path = f"{storage}/{cfg.train.run_name}"
-    run_id = _start_run(cfg, run_path, track=track)
+    run = TrainingRun.open(cfg, track=track)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "config": cfg.to_dict(),
-            "mlflow_run_id": run_id,
+            "mlflow_run_id": run.mlflow_run_id,
             "tracking_uri": tracking.tracking_uri(),
             "fault": fault,
         },
@@ -192,7 +201,7 @@ def fit(
         scaling_config=_scaling(cfg),
         run_config=ray.train.RunConfig(
             name=cfg.train.run_name,
-            storage_path=storage,
+            storage_path=run.storage,
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             worker_runtime_env={"env_vars": WORKER_ENV},
@@ -202,8 +211,8 @@ def fit(
     status = result.return_value or {}
     if status.get("status") == "nonfinite":
         raise NonFiniteLossError(status["message"])
-    _write_run_state(run_path, cfg, run_id, completed=True)
-    return result, run_id
+    run.complete()
+    return result, run.mlflow_run_id
 
 
 def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:

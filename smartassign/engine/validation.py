@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
+from smartassign.config import Config
+from smartassign.config.train import check_monitor
 from smartassign.data import TASKS
+from smartassign.data.manifest import manifest_path, read_manifest
 from smartassign.engine.devices import autocast
 from smartassign.metrics import psnr_batch, ssim_batch
 from smartassign.model import SmartAssign
@@ -65,3 +69,17 @@ def validate(
     if total:
         metrics[f"{prefix}/recognition_acc"] = correct / total
     return metrics
+
+
+def check_monitor_is_measured(cfg: Config) -> None:
+    """Refuse, before Ray starts, a ``train.monitor`` of a task the val split lacks (the
+    workers would fail on it after a whole epoch, once per allowed restart)."""
+    path = manifest_path(Path(cfg.data.root), "val")
+    if path.is_file():
+        present = {record.task for record in read_manifest(path)}
+        check_monitor(
+            cfg.train.monitor,
+            tasks=[task for task in cfg.model.tasks if task in present],
+            recognition=True,
+            scope=f"the val split ({path})",
+        )

@@ -1,7 +1,7 @@
 """Bookkeeping shared by the drivers that run Ray Tune experiments (sweeps, ablation studies).
 
 A driver's experiment lives in a folder (local or ``s3://`` / ``gs://``) with a small state
-file beside the Tune data (:mod:`smartassign.engine.run_state`): the fingerprint of the
+file beside the Tune data (:mod:`smartassign.engine.storage`): the fingerprint of the
 configuration it runs, its MLflow parent run and whether it completed. :func:`start`
 decides from that file whether a rerun resumes (unfinished, same configuration, Tune state
 present) or starts afresh, and :func:`complete` marks it done, so a later run with the same
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from smartassign.config import Config
 from smartassign.engine import tracking
 from smartassign.engine.devices import ray_resources
-from smartassign.engine.run_state import (
+from smartassign.engine.storage import (
     absolute_paths,
     fingerprint,
     read_state,
@@ -67,9 +67,11 @@ def start(
     from ray import tune
 
     from smartassign.engine.run import init_ray
+    from smartassign.engine.validation import check_monitor_is_measured
     from smartassign.tuning.runs import open_parent
 
     cfg = absolute_paths(cfg)
+    check_monitor_is_measured(cfg)
     init_ray()
     client = tracking.client()
     restorable = tune.Tuner.can_restore(restore_path)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from smartassign.config import Config, ConfigError, TuneConfig
 from smartassign.engine import tracking
 from smartassign.engine.devices import check_device
-from smartassign.engine.run_state import absolute_storage
+from smartassign.engine.storage import absolute_storage
 from smartassign.tuning import experiment, runs
 from smartassign.tuning.best import write_best_params
 from smartassign.tuning.space import Domain, check_space, param_space

@@ -1,11 +1,12 @@
-"""Run folders in local or remote storage, and the state file that decides resumption.
+"""Run folders in local or remote storage and their JSON state files: the pure parts of a
+run's lifecycle.
 
 Training runs, sweeps and ablation studies live in a folder under a storage path that is a
 local directory or an ``s3://`` / ``gs://`` URI (read and written through ``pyarrow.fs``,
 as Ray does). Beside Ray's own data each keeps a small JSON state file: the fingerprint of
-the configuration it runs, its MLflow run, and whether it completed. A rerun resumes only an
-unfinished run with the same fingerprint; otherwise the folder is removed and the run starts
-afresh.
+the configuration it runs, its MLflow run, and whether it completed. Who decides to resume
+is the run's owner: :class:`smartassign.engine.run.TrainingRun` for training,
+:mod:`smartassign.tuning.experiment` for sweeps and studies.
 """
 
 from __future__ import annotations

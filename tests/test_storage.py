@@ -1,4 +1,4 @@
-"""Run folders and their state files, local paths and URIs alike (engine.run_state)."""
+"""Run folders and their state files, local paths and URIs alike (engine.storage)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from smartassign.config import Config
-from smartassign.engine.run_state import (
+from smartassign.engine.storage import (
     absolute_paths,
     absolute_storage,
     fingerprint,
@@ -64,17 +64,22 @@ def test_fingerprint_changes_with_any_parameter():
 def test_unfinished_training_run_resumes_only_with_its_params_and_tracking(
     tmp_path: Path, mlflow_store: str, change: dict, track: bool, resumes: bool
 ):
-    """The training driver's decision (engine.run._start_run): resume the folder and MLflow
-    run, or clear the folder, start a new run and mark the old one killed."""
+    """The training driver's decision (engine.run.TrainingRun.open): resume the folder and
+    MLflow run, or clear the folder, start a new run and mark the old one killed."""
     from smartassign.engine import tracking
-    from smartassign.engine.run import _start_run
+    from smartassign.engine.run import TrainingRun
 
-    cfg = Config().override({"data.root": str(tmp_path / "data")})
-    run_path = str(tmp_path / "ray" / "run")
-    first = _start_run(cfg, run_path, track=True)
+    cfg = Config().override(
+        {
+            "data.root": str(tmp_path / "data"),
+            "train.storage_path": str(tmp_path / "ray"),
+            "train.run_name": "run",
+        }
+    )
+    first = TrainingRun.open(cfg, track=True).mlflow_run_id
     checkpoint = tmp_path / "ray" / "run" / "checkpoint_000000"
     checkpoint.mkdir()
-    again = _start_run(cfg.override(change), run_path, track=track)
+    again = TrainingRun.open(cfg.override(change), track=track).mlflow_run_id
     assert (again == first) is resumes
     assert checkpoint.exists() is resumes
     assert (again is None) is (not track)
