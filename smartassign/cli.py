@@ -18,7 +18,7 @@ def _model_summary(args: argparse.Namespace) -> int:
     from smartassign.builder import build_model
     from smartassign.model.summary import summarize
 
-    cfg = load_config(args.params)
+    cfg = _load(args)
     if args.variant:
         cfg = cfg.override({"model.variant": args.variant})
     model = build_model(cfg)
@@ -34,7 +34,7 @@ def _model_summary(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from smartassign.data.prepare import prepare
 
-    report = prepare(load_config(args.params), strict=args.strict, progress=not args.quiet)
+    report = prepare(_load(args), strict=args.strict, progress=not args.quiet)
     print(report.summary())
     return 0
 
@@ -52,9 +52,14 @@ def _overrides(pairs: Sequence[str]) -> dict[str, object]:
     return updates
 
 
+def _load(args: argparse.Namespace) -> Config:
+    """``--params`` with its named experiment (``--experiment``, else the file's own)."""
+    return load_config(args.params, experiment=args.experiment)
+
+
 def _config(args: argparse.Namespace) -> Config:
-    """``--params`` with the ``--set`` overrides applied."""
-    return load_config(args.params).override(_overrides(args.set))
+    """``--params`` and its experiment with the ``--set`` overrides applied."""
+    return _load(args).override(_overrides(args.set))
 
 
 def _interrupted(what: str, path: str) -> int:
@@ -123,7 +128,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from smartassign.evaluation import evaluate, evaluate_real, markdown_table, write_evaluation
     from smartassign.model_io import load_model
 
-    cfg = load_config(args.params)
+    cfg = _load(args)
     model = load_model(args.model or cfg.train.model_dir)
     evaluation = evaluate(model, cfg, args.split, progress=not args.quiet)
     if not args.no_real:
@@ -144,7 +149,7 @@ def _register(args: argparse.Namespace) -> int:
     from smartassign.model_io import load_model_config
     from smartassign.registry import model_uri_of, register
 
-    cfg = load_config(args.params)
+    cfg = _load(args)
     model_dir = Path(args.model_dir or cfg.train.model_dir)
     metrics = json.loads(Path(args.metrics).read_text())
     version = register(cfg, model_uri_of(model_dir), metrics, load_model_config(model_dir))
@@ -160,7 +165,7 @@ def _promote(args: argparse.Namespace) -> int:
     from smartassign.model_io import load_model
     from smartassign.registry import Reevaluation, promote
 
-    cfg = load_config(args.params)
+    cfg = _load(args)
 
     def score(version: int) -> dict[str, float | str]:
         uri = f"models:/{cfg.registry.model_name}/{version}"
@@ -201,7 +206,7 @@ def _registered_version(path: Path, model_name: str) -> int:
 def _models(args: argparse.Namespace) -> int:
     from smartassign.registry import list_versions
 
-    cfg = load_config(args.params)
+    cfg = _load(args)
     metric = cfg.registry.metric
     versions = list_versions(cfg)
     if not versions:
@@ -236,7 +241,7 @@ def _export(args: argparse.Namespace) -> int:
     from smartassign.export import export_model
     from smartassign.model_io import load_model
 
-    model = load_model(args.model or _champion(load_config(args.params)))
+    model = load_model(args.model or _champion(_load(args)))
     result = export_model(
         model, Path(args.out), args.format, args.height, args.width, args.tolerance
     )
@@ -244,9 +249,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--params`` and ``--experiment``, the configuration every command reads."""
+    parser.add_argument("--params", default="params.yaml", help=what)
+    parser.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="named experiment laid over the params: experiments/NAME.yaml or a .yaml path "
+        "(default: the params file's `experiment` key)",
+    )
+
+
 def _experiment_options(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--params``, ``--set`` and ``--fresh`` of a command running a Ray Tune experiment."""
-    parser.add_argument("--params", default="params.yaml", help="params file")
+    """``--params``, ``--experiment``, ``--set`` and ``--fresh`` of a command running a Ray
+    Tune experiment."""
+    _params_options(parser, "params file")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
     )
@@ -267,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary = model_commands.add_parser(
         "summary", help="parameters, FLOPs and a per-module breakdown at a given size"
     )
-    summary.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(summary, "params file")
     summary.add_argument("--height", type=int, default=256, help="input height (default: 256)")
     summary.add_argument("--width", type=int, default=256, help="input width (default: 256)")
     summary.add_argument("--depth", type=int, default=2, help="breakdown depth (default: 2)")
@@ -276,13 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(handler=_model_summary)
 
     prep = commands.add_parser("prepare", help="build the data manifests (DVC stage 'prepare')")
-    prep.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(prep, "params file")
     prep.add_argument("--strict", action="store_true", help="fail on any skipped file")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(handler=_prepare)
 
     train = commands.add_parser("train", help="train on Ray Train (DVC stage 'train')")
-    train.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(train, "params file")
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
     )
@@ -301,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     abl.set_defaults(handler=_ablate)
 
     evaluation = commands.add_parser("evaluate", help="score a model on a test split")
-    evaluation.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(evaluation, "params file")
     evaluation.add_argument("--model", help="model folder or MLflow URI (default train.model_dir)")
     evaluation.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluation.add_argument("--out", default="outputs/evaluate", help="output folder")
@@ -312,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(handler=_evaluate)
 
     reg = commands.add_parser("register", help="register the trained model (alias challenger)")
-    reg.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(reg, "params file")
     reg.add_argument("--model-dir", help="trained model folder (default train.model_dir)")
     reg.add_argument("--metrics", default="outputs/evaluate/metrics.json")
     reg.add_argument("--out", default="outputs/register/version.json")
@@ -321,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     prom = commands.add_parser(
         "promote", help="move alias champion to a better version (or --force --reason)"
     )
-    prom.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(prom, "params file")
     which = prom.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, help="version to promote (default: challenger)")
     which.add_argument(
@@ -336,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     prom.set_defaults(handler=_promote)
 
     models = commands.add_parser("models", help="list registered versions, metrics, aliases")
-    models.add_argument("--params", default="params.yaml", help="params file")
+    _params_options(models, "params file")
     models.set_defaults(handler=_models)
 
     restore = commands.add_parser(
@@ -354,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="model folder or MLflow URI (default models:/<registry.model_name>@champion)",
     )
-    restore.add_argument("--params", default="params.yaml", help="params file (inference section)")
+    _params_options(restore, "params file (inference section)")
     restore.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
     )
@@ -371,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="model folder or MLflow URI (default models:/<registry.model_name>@champion)",
     )
-    export.add_argument("--params", default="params.yaml", help="params file (registry name)")
+    _params_options(export, "params file (registry name)")
     export.add_argument(
         "--height", type=int, default=256, help="TorchScript height; parity check size (256)"
     )

@@ -18,6 +18,7 @@ def test_shipped_params_load_into_typed_sections():
         assert isinstance(value, float) and value == pytest.approx(raw[section][key])
     assert cfg.train.lr_schedule == raw["train"]["lr_schedule"]
     assert set(cfg.to_dict()) == {
+        "experiment",
         "model",
         "loss",
         "data",

@@ -91,3 +91,10 @@ def test_stage_deps_are_the_code_it_runs(name: str, stage: dict):
     }
     unused = sorted(str(path) for path in listed - code)
     assert not unused, f"{name}: these deps are code it never imports: {unused}"
+
+
+@pytest.mark.parametrize(("name", "stage"), _stages(), ids=[name for name, _ in _stages()])
+def test_every_stage_follows_the_named_experiment(name: str, stage: dict):
+    """``dvc exp run -S experiment=paper`` and an edit of an experiment file rerun it."""
+    assert "experiment" in stage["params"], f"{name}: param `experiment` missing"
+    assert "experiments" in stage["deps"], f"{name}: dep `experiments` missing"

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 from smartassign.config.base import ConfigError, Section
 from smartassign.config.data import DataConfig
 from smartassign.config.evaluate import EvaluateConfig
+from smartassign.config.experiment import experiment_file, merge, read_experiment
 from smartassign.config.inference import InferenceConfig
 from smartassign.config.loss import LossConfig
 from smartassign.config.model import ModelConfig
@@ -23,6 +24,9 @@ from smartassign.config.train import TrainConfig, check_monitor
 class Config(Section):
     """The whole ``params.yaml``."""
 
+    experiment: str = Field(
+        "", description="named experiment laid over the params (experiments/<name>.yaml)"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -65,6 +69,11 @@ class Config(Section):
     def override(self, updates: Mapping[str, Any]) -> Config:
         """A new config with dotted keys (``"loss.lambda1"``) replaced, validated again."""
         tree = self.to_dict()
+        if "experiment" in updates:
+            raise ConfigError(
+                "experiment: an override cannot lay a named experiment over the config; "
+                "choose it with --experiment or params.yaml's experiment key"
+            )
         for dotted, value in updates.items():
             node = tree
             *parents, leaf = dotted.split(".")
@@ -112,8 +121,10 @@ def config_from_dict(tree: Mapping[str, Any] | None, source: str = "config") -> 
         raise ConfigError(_describe(error, source)) from None
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
-    """Read and validate ``params.yaml`` (or any YAML file with the same sections)."""
+def load_config(path: str | Path = "params.yaml", experiment: str | None = None) -> Config:
+    """Read and validate ``params.yaml`` (or any YAML file with the same sections), with
+    its named experiment laid over it: ``experiment`` when given, else the file's
+    ``experiment`` key (:mod:`smartassign.config.experiment`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
@@ -121,4 +132,11 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return config_from_dict(tree, source=str(path))
+    if not isinstance(tree, Mapping):
+        return config_from_dict(tree, source=str(path))
+    name = tree.get("experiment", "") if experiment is None else experiment
+    if not name:
+        return config_from_dict(tree, source=str(path))
+    overlay = experiment_file(name, path.parent)
+    tree = merge(tree, read_experiment(overlay))
+    return config_from_dict({**tree, "experiment": name}, source=f"{path} with {overlay}")
