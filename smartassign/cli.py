@@ -10,8 +10,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smartassign.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _model_summary(args: argparse.Namespace) -> int:
@@ -129,7 +133,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from smartassign.model_io import load_model
 
     cfg = _load(args)
-    model = load_model(args.model or cfg.train.model_dir)
+    model = load_model(args.model or cfg.train.model_dir, device=_device(args, cfg))
     evaluation = evaluate(model, cfg, args.split, progress=not args.quiet)
     if not args.no_real:
         root = real_data_root(cfg.evaluate.real_data)
@@ -170,7 +174,8 @@ def _promote(args: argparse.Namespace) -> int:
     def score(version: int) -> dict[str, float | str]:
         uri = f"models:/{cfg.registry.model_name}/{version}"
         print(f"re-evaluating champion {uri} on the current test set")
-        evaluation = evaluate(load_model(uri), cfg, "test", progress=not args.quiet)
+        model = load_model(uri, device=_device(args, cfg))
+        evaluation = evaluate(model, cfg, "test", progress=not args.quiet)
         return {**evaluation.metrics, "manifest_sha256": evaluation.manifest_sha256}
 
     reevaluate = Reevaluation(test_set=lambda: split_sha256(cfg, "test"), score=score)
@@ -220,6 +225,15 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(args: argparse.Namespace, cfg: Config) -> torch.device:
+    """``--device``, else ``inference.device``; ``auto`` picks CUDA, NPU or the CPU."""
+    from smartassign.engine.devices import resolve_device
+
+    if args.device:
+        return resolve_device(args.device, "--device")
+    return resolve_device(cfg.inference.device, "inference.device")
+
+
 def _champion(cfg: Config) -> str:
     return f"models:/{cfg.registry.model_name}@champion"
 
@@ -229,7 +243,7 @@ def _restore(args: argparse.Namespace) -> int:
     from smartassign.model_io import load_model
 
     cfg = _config(args)
-    model = load_model(args.model or _champion(cfg), device=args.device)
+    model = load_model(args.model or _champion(cfg), device=_device(args, cfg))
     report = restore_paths(
         model, args.inputs, Path(args.out), args.task, cfg.inference, progress=not args.quiet
     )
@@ -269,6 +283,14 @@ def _experiment_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
     parser.add_argument(
         "--fresh", action="store_true", help=f"discard an interrupted {what} instead of resuming it"
+    )
+
+
+def _device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        help="auto | cpu | cuda[:i] | npu[:i] (default: inference.device, auto: CUDA, then "
+        "NPU, then CPU)",
     )
 
 
@@ -326,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--no-real", action="store_true", help="skip the real check sets (evaluate.real_data)"
     )
+    _device_option(evaluation)
     evaluation.set_defaults(handler=_evaluate)
 
     reg = commands.add_parser("register", help="register the trained model (alias challenger)")
@@ -350,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     prom.add_argument("--reason", help="why (required with --force; recorded)")
     prom.add_argument("--out", help="write the decision as JSON here")
     prom.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_option(prom)
     prom.set_defaults(handler=_promote)
 
     models = commands.add_parser("models", help="list registered versions, metrics, aliases")
@@ -375,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
     )
-    restore.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     restore.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_option(restore)
     restore.set_defaults(handler=_restore)
 
     export = commands.add_parser(

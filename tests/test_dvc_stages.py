@@ -56,13 +56,27 @@ def _closure(start: set[str]) -> set[Path]:
 
 def _stage_code(script: Path) -> set[Path]:
     """What ``python pipeline/<script>`` runs: the CLI's module-level imports and those of
-    the handler of the sub-command the script passes to ``smartassign.cli.main``."""
+    the handler of the sub-command the script passes to ``smartassign.cli.main``, and of
+    the CLI's helper functions the handler calls (however deep)."""
     command = re.search(r'main\(\["([a-z]+)"', script.read_text()).group(1)
     cli = ast.parse((REPO / "smartassign" / "cli.py").read_text())
     functions = {node.name: node for node in cli.body if isinstance(node, ast.FunctionDef)}
     top = set().union(*(_imports(node) for node in cli.body if node not in functions.values()))
-    handler = functions[f"_{command}"]
-    return _closure(_imports(handler) | top) | {Path("smartassign/cli.py")}
+    called, todo = set(), [f"_{command}"]
+    while todo:
+        name = todo.pop()
+        if name in called:
+            continue
+        called.add(name)
+        todo += [
+            node.func.id
+            for node in ast.walk(functions[name])
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in functions
+        ]
+    used = set().union(*(_imports(functions[name]) for name in called))
+    return _closure(used | top) | {Path("smartassign/cli.py")}
 
 
 def _stages() -> list[tuple[str, dict]]:

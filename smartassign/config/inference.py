@@ -12,6 +12,12 @@ from smartassign.config.base import Section
 class InferenceConfig(Section):
     """Restoring images of any size (``smartassign restore``, see docs/inference.md)."""
 
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|(cuda|npu)(:\d+)?)$",
+        description="device of restore, evaluate and promote's re-evaluation: auto (CUDA, "
+        "then Ascend NPU, then CPU) | cpu | cuda[:i] | npu[:i]",
+    )
     tile_size: int = Field(
         512, ge=16, description="tile side (pixels); larger images are restored in tiles"
     )

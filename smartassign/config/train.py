@@ -39,7 +39,14 @@ class TrainConfig(Section):
         default_factory=lambda: {"CPU": 2.0}, description="Ray resources of one worker"
     )
     amp: bool = Field(False, description="autocast on CUDA / NPU (CPU stays float32)")
-    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    amp_dtype: Literal["auto", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 where the device supports it, else float16"
+    )
+    channels_last: bool = Field(False, description="channels-last memory format on CUDA / NPU")
+    compile: bool = Field(False, description="torch.compile the network")
+    log_every_steps: int = Field(
+        25, ge=0, description="step progress line (rank 0) every N steps; 0 = epoch lines only"
+    )
     checkpoint_every_steps: int = Field(0, ge=0, description="extra checkpoints; 0 = epochs only")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints Ray keeps")
     max_failures: int = Field(2, ge=0, description="worker-group restarts before giving up")

@@ -175,6 +175,7 @@ def build_dataloader(
     rank: int = 0,
     num_replicas: int = 1,
     batch_size: int | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """DataLoader over ``split``'s manifest.
 
@@ -185,7 +186,8 @@ def build_dataloader(
     Both shard over ``num_replicas`` ranks themselves. Workers are seeded from
     ``data.seed``, so runs repeat exactly; a loader built anew (a run resumed from a
     checkpoint) draws its crops from that seed again, while the sampler's order follows the
-    epoch.
+    epoch. Loader processes persist across epochs; ``pin_memory`` (for a CUDA / NPU
+    worker) lets batches move to the device without blocking.
     """
     dataset = PairedImageDataset.from_config(cfg, split)
     workers = cfg.data.num_workers
@@ -211,4 +213,5 @@ def build_dataloader(
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(cfg.data.seed + rank),
         persistent_workers=workers > 0,
+        pin_memory=pin_memory,
     )

@@ -12,6 +12,8 @@ from typing import Literal
 
 import torch
 
+from smartassign.config import ConfigError
+
 DeviceKind = Literal["cpu", "cuda", "npu"]
 
 #: process-group backend per device kind
@@ -36,31 +38,57 @@ def machine() -> dict[str, object]:
     }
 
 
-class DeviceUnavailableError(RuntimeError):
-    """The configured ``train.device`` cannot be used on this machine."""
+class DeviceUnavailableError(ConfigError):
+    """The configured device (``train.device``, ``inference.device``, ``--device``) cannot
+    be used on this machine."""
 
 
-def require_npu() -> None:
+def require_npu(param: str = "train.device") -> None:
     """Import ``torch_npu`` (registers the ``npu`` device) or explain how to get it."""
     try:
         importlib.import_module("torch_npu")
     except ImportError as error:
         raise DeviceUnavailableError(
-            "train.device is 'npu' but torch_npu is not installed: install the Ascend "
+            f"{param} is 'npu' but torch_npu is not installed: install the Ascend "
             "CANN toolkit and `pip install -e '.[npu]'` (torch-npu matching your torch), "
-            "or set train.device to cpu/cuda"
+            f"or set {param} to cpu/cuda"
         ) from error
 
 
-def check_device(kind: DeviceKind) -> None:
+def check_device(kind: str, param: str = "train.device") -> None:
     """Fail early, on the driver, when the configured device is missing."""
-    if kind == "cuda" and not torch.cuda.is_available():
+    if kind.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceUnavailableError(
-            "train.device is 'cuda' but torch sees no CUDA device (CPU-only torch build or "
-            "no GPU on this machine); set train.device: cpu"
+            f"{param} is {kind!r} but torch sees no CUDA device (CPU-only torch build or "
+            f"no GPU on this machine): install a CUDA build of torch, or set {param}: cpu"
         )
-    if kind == "npu":
-        require_npu()
+    if kind.startswith("npu"):
+        require_npu(param)
+
+
+def _npu_available() -> bool:
+    try:
+        importlib.import_module("torch_npu")
+    except ImportError:
+        return False
+    return bool(torch.npu.is_available())  # type: ignore[attr-defined]
+
+
+def resolve_device(name: str, param: str = "--device") -> torch.device:
+    """The torch device for ``name``: ``auto`` is the first of CUDA, Ascend NPU and CPU
+    that this machine has; ``cpu``, ``cuda[:i]`` and ``npu[:i]`` are checked to exist
+    (:class:`DeviceUnavailableError` names ``param`` otherwise)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("npu") if _npu_available() else torch.device("cpu")
+    kind = name.split(":", 1)[0]
+    if kind not in BACKENDS:
+        raise DeviceUnavailableError(
+            f"{param}: unknown device {name!r}; use auto, cpu, cuda or npu"
+        )
+    check_device(name, param)
+    return torch.device(name)
 
 
 def ray_resources(resources: Mapping[str, float], kind: DeviceKind) -> dict[str, float]:
@@ -72,6 +100,18 @@ def ray_resources(resources: Mapping[str, float], kind: DeviceKind) -> dict[str,
     if kind == "npu":
         wanted.setdefault("NPU", 1.0)
     return wanted
+
+
+def local_device(kind: DeviceKind) -> torch.device:
+    """The device of a training loop that runs in this process without Ray Train (a Tune
+    trial, whose GPU Ray has made the only visible one, or a benchmark): the current
+    CUDA / NPU device, or the CPU."""
+    if kind == "cpu":
+        return torch.device("cpu")
+    check_device(kind)
+    if kind == "npu":
+        return torch.device("npu", torch.npu.current_device())  # type: ignore[attr-defined]
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 def worker_device(kind: DeviceKind) -> torch.device:
@@ -91,9 +131,15 @@ def worker_device(kind: DeviceKind) -> torch.device:
     return device
 
 
-def autocast_dtype(kind: DeviceKind, enabled: bool, name: str = "bfloat16") -> torch.dtype | None:
-    """Autocast dtype on CUDA / NPU when ``train.amp`` is on; CPU trains in float32."""
-    return getattr(torch, name) if enabled and kind != "cpu" else None
+def autocast_dtype(kind: str, enabled: bool, name: str = "auto") -> torch.dtype | None:
+    """Autocast dtype on CUDA / NPU when ``train.amp`` is on (``auto``: bfloat16 where
+    the device supports it, else float16); CPU trains in float32."""
+    if not enabled or kind == "cpu":
+        return None
+    if name == "auto":
+        supported = kind != "cuda" or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if supported else torch.float16
+    return getattr(torch, name)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from smartassign.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from smartassign.engine.devices import autocast_dtype, worker_device
+from smartassign.engine.devices import DeviceKind, autocast_dtype, local_device, worker_device
 from smartassign.engine.step import NonFiniteLossError, Optimisation
 from smartassign.engine.validation import validate
 
@@ -142,6 +142,10 @@ class LocalSession:
     def report(self, metrics: dict[str, Any], checkpoint: object = None) -> None:
         return None
 
+    @staticmethod
+    def device(kind: DeviceKind) -> torch.device:
+        return local_device(kind)
+
 
 class RayTrainSession:
     """``ray.train`` for a Ray Train worker. Checkpoints are persisted in the background
@@ -162,6 +166,10 @@ class RayTrainSession:
     def get_checkpoint(self) -> Any:
         return self.train.get_checkpoint()
 
+    @staticmethod
+    def device(kind: DeviceKind) -> torch.device:
+        return worker_device(kind)
+
     def report(self, metrics: dict[str, Any], checkpoint: Any = None) -> None:
         if checkpoint is None:
             self.train.report(metrics)
@@ -173,9 +181,56 @@ class RayTrainSession:
 def _session(loop_config: dict[str, Any]) -> Any:
     """Where the loop reports: :class:`RayTrainSession`, or ``loop_config["session"]`` when
     the loop runs in-process, as in a Ray Tune trial (an object with the same
-    ``get_context``, ``get_checkpoint``, ``report``, ``Checkpoint`` and
+    ``get_context``, ``get_checkpoint``, ``report``, ``device``, ``Checkpoint`` and
     ``takes_checkpoint_folders``; see ``smartassign.tuning.trainable``)."""
     return loop_config.get("session") or RayTrainSession()
+
+
+class _StepLine:
+    """Rank 0's step-level progress line every ``train.log_every_steps`` steps: step of
+    the run, images per second, mean loss since the last line and the time left. Reading
+    the loss is the only wait for the device between two lines; the finiteness check of
+    deferred steps (``Optimisation.check_finite``) rides on it."""
+
+    def __init__(self, run: WorkerRun, steps_per_epoch: int) -> None:
+        self.run = run
+        self.every = run.cfg.train.log_every_steps
+        self.total_steps = run.cfg.train.epochs * steps_per_epoch
+        self.first_unchecked = run.progress.global_step
+        self.images = 0
+        self.loss: torch.Tensor | None = None
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def after_step(self, images: int, loss: torch.Tensor) -> None:
+        self.images += images * self.run.world_size
+        self.loss = loss.clone() if self.loss is None else self.loss + loss
+        self.steps += 1
+        step = self.run.progress.global_step
+        if not self.every or step % self.every:
+            return
+        self.run.optimisation.check_finite(self.checked())
+        if self.run.rank == 0:
+            seconds = time.perf_counter() - self.start
+            rate = self.images / max(seconds, 1e-9)
+            left = (self.total_steps - step) * seconds / self.steps
+            _progress(
+                f"  step {step}/{self.total_steps}  {rate:.1f} img/s  "
+                f"loss {float(self.loss) / self.steps:.4f}  ETA {_duration(left)}"
+            )
+        self.images, self.loss, self.steps = 0, None, 0
+        self.start = time.perf_counter()
+
+    def checked(self) -> str:
+        """The steps since the last finiteness check, as ``first-last``; starts anew."""
+        first, self.first_unchecked = self.first_unchecked, self.run.progress.global_step
+        return f"{first}-{self.run.progress.global_step - 1}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class WorkerRun:
@@ -192,18 +247,21 @@ class WorkerRun:
         context = self.session.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
-        self.device = worker_device(cfg.train.device)
+        self.device = self.session.device(cfg.train.device)
         self.amp_dtype = autocast_dtype(cfg.train.device, cfg.train.amp, cfg.train.amp_dtype)
         seed_everything(cfg.train.seed + self.rank)
         if self.device.type == "cpu":
             # a worker's CPU share, not what the process inherited, sets torch's threads
             torch.set_num_threads(max(1, int(cfg.train.resources_per_worker.get("CPU", 1))))
 
-        model = build_model(cfg).to(self.device)
+        accelerated = self.device.type != "cpu"
+        channels_last = accelerated and cfg.train.channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.preserve_format
+        model = build_model(cfg).to(self.device, memory_format=self.memory_format)
         if loop_config.get("backbone") is not None:  # K1 / K2: a trained V6's encoder + GKFMs
             model.load_backbone(loop_config["backbone"])
         self.train_loader = build_dataloader(
-            cfg, "train", rank=self.rank, num_replicas=self.world_size
+            cfg, "train", rank=self.rank, num_replicas=self.world_size, pin_memory=accelerated
         )
         self.optimisation = Optimisation.from_config(
             cfg, model, self.device, self.amp_dtype, cfg.train.epochs * len(self.train_loader)
@@ -215,6 +273,8 @@ class WorkerRun:
             import ray.train.torch
 
             self.optimisation.net = ray.train.torch.prepare_model(model, move_to_device=False)
+        if cfg.train.compile:
+            self.optimisation.net = torch.compile(self.optimisation.net)
         self.mlflow = (
             tracking.client(loop_config["tracking_uri"])
             if self.rank == 0 and loop_config.get("mlflow_run_id")
@@ -270,10 +330,13 @@ class WorkerRun:
         return self.end_epoch(train_metrics, time.perf_counter() - start)
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
+        """The epoch's training steps; loss terms stay on the device and are read once per
+        ``train.log_every_steps`` (the step line) and at the end of the epoch."""
         cfg = self.cfg
         self.train_loader.sampler.set_epoch(epoch)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         done = 0
+        line = _StepLine(self, len(self.train_loader))
         batches = itertools.islice(iter(self.train_loader), self.progress.step_in_epoch, None)
         for batch in batches:
             _maybe_inject_fault(self.loop_config.get("fault"), self.progress.global_step, batch)
@@ -282,22 +345,29 @@ class WorkerRun:
                 for key in ("context", "box")
                 if key in batch
             }
+            images = {
+                key: batch[key].to(self.device, non_blocking=True, memory_format=self.memory_format)
+                for key in ("input", "target")
+            }
             values = self.optimisation.step(
-                batch["input"].to(self.device, non_blocking=True),
-                batch["target"].to(self.device, non_blocking=True),
+                images["input"],
+                images["target"],
                 batch["task"].to(self.device, non_blocking=True).view(-1),
                 self.progress.global_step,
                 **where,
             )
             for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + value
+                sums[name] = sums[name] + value if name in sums else value.clone()
             done += 1
             self.progress.step_in_epoch += 1
             self.progress.global_step += 1
+            line.after_step(batch["input"].shape[0], values["total"])
             every = cfg.train.checkpoint_every_steps
             if every and self.progress.global_step % every == 0:
+                self.optimisation.check_finite(line.checked())
                 self.report({"kind": "step"})
-        return {f"train/loss/{name}": value / max(done, 1) for name, value in sums.items()}
+        self.optimisation.check_finite(line.checked())
+        return {f"train/loss/{name}": float(value) / max(done, 1) for name, value in sums.items()}
 
     def validates(self, epoch: int) -> bool:
         """Whether the 0-based ``epoch`` ends with a validation: every ``train.val_every``

@@ -4,6 +4,12 @@ The Ray Train worker loop, Tune trials, ablation runs and the benchmarks all ste
 ``Optimisation.step``: forward with each decoder on its own task's samples (optionally under
 bf16/fp16 autocast), Eq. 19, backward (through a GradScaler for float16), gradient
 clipping, a finiteness check, Adam, the learning-rate schedule and the EMA of the weights.
+
+On a CPU the finiteness check reads the loss terms every step (reading costs nothing
+there). On CUDA without a GradScaler it never waits for the device: a step whose loss or
+gradient norm is not finite is skipped on the device (fused Adam's ``found_inf``, as a
+GradScaler does it), counted, and :meth:`Optimisation.check_finite` raises at the next
+read, once per logging interval and before every checkpoint.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class Optimisation:
     device: torch.device
     amp_dtype: torch.dtype | None
     grad_clip: float
+    deferred_checks: bool = False
+    skipped: torch.Tensor | None = None
 
     @classmethod
     def from_config(
@@ -59,12 +67,16 @@ class Optimisation:
         device: torch.device,
         amp_dtype: torch.dtype | None,
         total_steps: int,
+        deferred_checks: bool | None = None,
     ) -> Optimisation:
         """Adam over the trainable parameters (frozen K1 / K2 backbones stay out), the
         ``train.lr_schedule`` over ``total_steps`` steps, and an EMA when
-        ``train.ema_decay`` > 0."""
+        ``train.ema_decay`` > 0. ``deferred_checks`` (default: on CUDA without float16)
+        uses fused Adam and checks finiteness on the device (:meth:`check_finite`)."""
+        if deferred_checks is None:
+            deferred_checks = cls.defers_checks(device, amp_dtype)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(trainable, lr=cfg.train.lr)
+        optimizer = torch.optim.Adam(trainable, lr=cfg.train.lr, fused=deferred_checks or None)
         ema = (
             AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
             if cfg.train.ema_decay > 0
@@ -81,7 +93,15 @@ class Optimisation:
             device=device,
             amp_dtype=amp_dtype,
             grad_clip=cfg.train.grad_clip,
+            deferred_checks=deferred_checks,
+            skipped=torch.zeros((), device=device) if deferred_checks else None,
         )
+
+    @staticmethod
+    def defers_checks(device: torch.device, amp_dtype: torch.dtype | None) -> bool:
+        """Whether steps on ``device`` check finiteness on the device (CUDA, fused Adam)
+        rather than on the host; float16's GradScaler reads its scale every step anyway."""
+        return device.type == "cuda" and amp_dtype is not torch.float16
 
     def state_dicts(self) -> dict[str, Any]:
         """What a checkpoint keeps of it: model, EMA (``None`` without one), optimizer,
@@ -116,14 +136,18 @@ class Optimisation:
         index: int,
         context: torch.Tensor | None = None,
         box: torch.Tensor | None = None,
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """One optimiser step on a batch (``task``: 0 rain, 1 snow per sample; ``context``
-        and ``box``: where the crops come from, for veil removal); returns the loss terms.
-        Raises ``NonFiniteLossError`` naming step ``index`` before the weights change when
-        a loss term is not finite, or the gradient norm without a GradScaler. Under float16
-        a non-finite gradient with finite loss terms is taken for an overflow of the scaled
-        loss: the scaler skips that step and halves its scale, as it is meant to, until the
-        scale falls below ``MIN_LOSS_SCALE``, where it raises as well."""
+        and ``box``: where the crops come from, for veil removal); returns the loss terms
+        as detached 0-d tensors on the device (``total`` and each term).
+
+        Without deferred checks it raises ``NonFiniteLossError`` naming step ``index``
+        before the weights change when a loss term is not finite, or the gradient norm
+        without a GradScaler. Under float16 a non-finite gradient with finite loss terms is
+        taken for an overflow of the scaled loss: the scaler skips that step and halves its
+        scale, as it is meant to, until the scale falls below ``MIN_LOSS_SCALE``, where it
+        raises as well. With deferred checks such a step is skipped on the device and
+        :meth:`check_finite` raises."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp_dtype):
             output = self.net(degraded, task, context=context, box=box)
@@ -132,19 +156,57 @@ class Optimisation:
         self.scaler.unscale_(self.optimizer)
         clip = self.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        values = terms.as_floats()
-        bad = [n for n, v in values.items() if n != "total" and not math.isfinite(v)]
-        bad_gradient = not math.isfinite(float(grad_norm)) and (
-            not self.scaler.is_enabled() or self.scaler.get_scale() < MIN_LOSS_SCALE
-        )
-        if bad or not math.isfinite(values["total"]) or bad_gradient:
-            where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
-            raise NonFiniteLossError(
-                f"step {index}: {where} is not finite ({values}); the last good checkpoint is kept"
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        values = {"total": terms.total.detach()}
+        values.update({name: value.detach() for name, value in terms.terms.items()})
+        if self.deferred_checks:
+            self._step_unless_nonfinite(values, grad_norm)
+        else:
+            self._check_now(values, grad_norm, index)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.after_step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return values
+
+    def _check_now(
+        self, values: dict[str, torch.Tensor], grad_norm: torch.Tensor, index: int
+    ) -> None:
+        floats = {name: float(value) for name, value in values.items()}
+        bad = [n for n, v in floats.items() if n != "total" and not math.isfinite(v)]
+        bad_gradient = not math.isfinite(float(grad_norm)) and (
+            not self.scaler.is_enabled() or self.scaler.get_scale() < MIN_LOSS_SCALE
+        )
+        if bad or not math.isfinite(floats["total"]) or bad_gradient:
+            where = f"loss term {', '.join(bad)}" if bad else "gradient norm"
+            raise NonFiniteLossError(
+                f"step {index}: {where} is not finite ({floats}); the last good checkpoint is kept"
+            )
+
+    def _step_unless_nonfinite(
+        self, values: dict[str, torch.Tensor], grad_norm: torch.Tensor
+    ) -> None:
+        """Fused Adam skips the update on the device when ``found_inf`` is 1."""
+        finite = torch.isfinite(torch.stack([*values.values(), grad_norm.to(values["total"])]))
+        found_inf = (~finite.all()).float()
+        self.skipped += found_inf
+        self.optimizer.grad_scale = None  # type: ignore[attr-defined]
+        self.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.grad_scale, self.optimizer.found_inf  # type: ignore[attr-defined]
+
+    def check_finite(self, steps: str) -> None:
+        """Raise ``NonFiniteLossError`` if a step since the last call was skipped for a
+        non-finite loss or gradient (deferred checks only; reads one number from the
+        device). ``steps`` names the steps checked, for the message."""
+        if self.skipped is None:
+            return
+        count = int(self.skipped)
+        if count:
+            self.skipped.zero_()
+            raise NonFiniteLossError(
+                f"steps {steps}: {count} step(s) had a non-finite loss term or gradient norm "
+                "and were skipped; the last good checkpoint is kept"
+            )

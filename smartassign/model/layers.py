@@ -78,13 +78,16 @@ class SpatialAttention(nn.Module):
 
 
 @lru_cache(maxsize=32)
-def _shift_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def _shift_mask(
+    height: int, width: int, window: int, shift: int, device: torch.device
+) -> torch.Tensor:
     """Boolean mask (``nW x N x N``, True = may attend) for cyclically shifted windows.
 
     After ``torch.roll`` by ``-shift``, windows at the bottom/right border hold tokens
-    from opposite image borders; they may only attend within their own region.
+    from opposite image borders; they may only attend within their own region. Built on
+    ``device`` (no copy from the host per forward pass, no CPU work in a compiled graph).
     """
-    regions = torch.zeros(height, width, dtype=torch.int64)
+    regions = torch.zeros(height, width, dtype=torch.int64, device=device)
     label = 0
     for rows in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
         for cols in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
@@ -140,7 +143,7 @@ class WindowSelfAttention(nn.Module):
         )
         mask = None
         if shift:
-            mask = _shift_mask(height, width, self.window, shift).to(tokens.device)[:, None]
+            mask = _shift_mask(height, width, self.window, shift, tokens.device)[:, None]
         attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         attended = self.proj(attended.transpose(2, 3).reshape(windows.shape))
         out = (

@@ -423,11 +423,12 @@ class SmartAssign(nn.Module):
         self.load_state_dict({key: state[key] for key in wanted}, strict=False)
 
     @staticmethod
-    def check_input(image: torch.Tensor) -> None:
+    def check_input(image: torch.Tensor, values: bool = True) -> None:
         """Raise ``ValueError`` naming the problem for input the network cannot take.
 
         Skipped while ``torch.export``, ``torch.compile`` or ``torch.jit.trace`` capture the
         network: a graph cannot hold Python checks on the data (the finiteness test).
+        ``values=False`` leaves out the finiteness test, which waits for an accelerator.
         """
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
@@ -447,7 +448,7 @@ class SmartAssign(nn.Module):
             )
         if not image.is_floating_point():
             raise ValueError(f"input must be a float tensor in [0, 1], got {image.dtype}")
-        if not bool(torch.isfinite(image).all()):
+        if values and not bool(torch.isfinite(image).all()):
             raise ValueError("input contains NaN or infinite values")
 
     def remove_veil(
@@ -500,10 +501,11 @@ class SmartAssign(nn.Module):
         keep_recognition_features: bool = False,
     ) -> SmartAssignOutput:
         """Eq. 3 on ``image``. With ``task`` (``B`` labels, 0 rain, 1 snow) and both
-        restoration decoders present, each decoder runs on its own task's samples only and
-        the result is ``restored`` (training and evaluation use no other output, and the
-        decoders are about a third of the network's work); without it both decoders
-        restore every sample, as in auto-routed inference.
+        restoration decoders present, on the CPU each decoder runs on its own task's
+        samples only and the result is ``restored`` (training and evaluation use no other
+        output, and the decoders are about a third of the network's work); without it, and
+        on an accelerator (picking samples by task would wait for the device), both
+        decoders restore every sample and :meth:`SmartAssignOutput.for_tasks` selects.
 
         ``context`` and ``box``: the thumbnail of the whole image a training crop was cut
         from and the crop's box in it (:mod:`smartassign.model.veil`); by default the image
@@ -511,7 +513,8 @@ class SmartAssign(nn.Module):
         ``gate_means``: the channel gates pool these whole-image means instead of ``image``
         (see :meth:`gate_input`), and ``keep_recognition_features`` returns D_re's
         features before their Pool: tiled inference passes one tile at a time."""
-        self.check_input(image)
+        # a training step on an accelerator checks its loss instead (engine.step)
+        self.check_input(image, values=not (self.training and image.device.type != "cpu"))
         height, width = image.shape[-2:]
         if not veil_removed:
             image = self.remove_veil(image, context, box)
@@ -525,7 +528,8 @@ class SmartAssign(nn.Module):
 
         restored: dict[str, torch.Tensor | None] = {"derain": None, "desnow": None}
         own: torch.Tensor | None = None
-        if task is not None and len(self.decoders) == len(HEAD_TASKS):
+        routed = task is not None and len(self.decoders) == len(HEAD_TASKS)
+        if routed and padded.device.type == "cpu":
             own = self._restore_own_task(features, padded, task.view(-1))[..., :height, :width]
         else:
             for head, decoder in self.decoders.items():
