@@ -115,3 +115,29 @@ def test_inference_benchmark_measures_tiles_against_the_whole_pass(
         assert 0 < row["tile_max_abs_diff"] < 0.05, row
         assert row["whole_s"] > 0 and row["image_s"] > 0 and row["tile_s"] > 0
     assert "export" not in report
+
+
+def test_gpu_benchmark_runs_every_part_on_the_cpu(tiny_config_file, tmp_path, monkeypatch):
+    """benchmarks/gpu.py with ``--device cpu`` and small sizes: the code the GPU run uses,
+    its in-process training loop and the checkpoint loaded without a GPU included."""
+    bench = _load("gpu", monkeypatch)
+    out = tmp_path / "gpu.json"
+    params = str(tiny_config_file("gpu"))
+    small = ["--steps", "1", "--crops", "48", "--sides", "48", "--matmul-side", "64"]
+    argv = ["--params", params, "--device", "cpu", *small, "--loop", "in-process"]
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main([*argv, "--budget", "60", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(out.read_text())
+    modes = {(entry["batch"], entry["crop"], entry["mode"]) for entry in report["train"]}
+    assert (4, 48, "bf16_channels_last") in modes and (TINY_BATCH, 32, "fp32") in modes
+    assert (16, 48, "fp32") in modes
+    assert report["skipped_for_budget"] == ["train 4x48 fp32_compile", "train 4x48 bf16_compile"]
+    assert all(entry["images_per_s"] > 0 for entry in report["train"])
+    assert [(f["side"], f["mode"]) for f in report["forward"]] == [(48, "fp32"), (48, "bf16")]
+    loop = report["train_loop"]
+    assert [point["epoch"] for point in loop["history"]] == [1, 2]
+    assert loop["checkpoint_loads_without_gpu"], loop["checkpoint_check"]
+    assert report["workers"] == {"gpus": 0, "measured": False, "reason": "0 GPU"}
