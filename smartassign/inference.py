@@ -6,9 +6,10 @@
   The channel gates (Eq. 9, 11) pool over the whole input; with ``gate_statistics: image``
   the tiles use the whole image's means, so the tiled result matches the whole-image pass
   up to the tiles' border effects (a few 1e-4) and the tile size is only a memory setting.
-* :func:`restore_image`: ``uint8`` pixels in, ``uint8`` pixels out; ``task="auto"`` lets the
-  recognition head (D_re) pick the decoder from the logits of the same pass.
-* :func:`restore_paths`: files and folders in, PNG files out, unreadable files skipped.
+* :func:`restore_image`: ``uint8`` or ``uint16`` pixels in, the same out; ``task="auto"``
+  lets the recognition head (D_re) pick the decoder from the logits of the same pass.
+* :func:`restore_paths`: files and folders in, PNG files out in the form they came in
+  (alpha, 16-bit, grey; :mod:`smartassign.image_files`), unreadable files skipped.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from tqdm import tqdm
 
 from smartassign.config import InferenceConfig
 from smartassign.data import TASKS, DataError
-from smartassign.data.images import read_rgb, write_png
 from smartassign.data.layouts import image_files
 from smartassign.data.tensors import to_pixels
+from smartassign.image_files import read_source, write_restored
 from smartassign.model import MIN_SIZE, SmartAssign, SmartAssignOutput
 from smartassign.model.network import GateMeans, RecognitionDecoder, pad_to_multiple
 
@@ -300,25 +301,31 @@ def restore_image(
     task: TaskChoice = "auto",
     settings: InferenceConfig | None = None,
 ) -> Restoration:
-    """Restore ``uint8`` ``H x W x 3`` pixels with the decoder of ``task``.
+    """Restore ``uint8`` or ``uint16`` ``H x W x 3`` pixels with the decoder of ``task``;
+    the result has the dtype of ``pixels`` (16-bit input keeps its precision).
 
     ``task="auto"`` uses the recognition head: rain if P(rain) >= 0.5, from the logits of
     the same (tiled) pass, so routing costs nothing extra. Raises ``ValueError`` for a task
     the model's variant cannot do (see :func:`check_task`) or for malformed pixels.
     """
     check_task(model, task)
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+    if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(
-            f"expected uint8 H x W x 3 pixels, got {pixels.dtype} of shape {pixels.shape}"
+            f"expected uint8 or uint16 H x W x 3 pixels, got {pixels.dtype} of shape {pixels.shape}"
         )
+    levels = np.iinfo(pixels.dtype).max
     device = next(model.parameters()).device
-    image = torch.tensor(pixels, device=device)
-    out = forward_tiled(model, image.permute(2, 0, 1)[None].float() / 255, settings)
+    image = torch.from_numpy(pixels.astype(np.float32)).to(device).div_(levels)
+    out = forward_tiled(model, image.permute(2, 0, 1)[None], settings)
     rain_probability = None
     if task == "auto":
         rain_probability = float(out.logits.softmax(dim=-1)[0, 0])
         task = "rain" if rain_probability >= 0.5 else "snow"
-    return Restoration(to_pixels(getattr(out, HEADS[task])[0]), task, rain_probability)
+    restored = getattr(out, HEADS[task])[0]
+    if pixels.dtype == np.uint8:
+        return Restoration(to_pixels(restored), task, rain_probability)
+    scaled = restored.detach().float().clamp(0, 1).mul(levels).round().permute(1, 2, 0)
+    return Restoration(scaled.cpu().numpy().astype(np.uint16), task, rain_probability)
 
 
 @dataclass
@@ -346,8 +353,9 @@ def plan_outputs(
     """``(input, output)`` pairs and ``(input, reason)`` for inputs that cannot be planned.
 
     A file ``x.jpg`` becomes ``out_dir/x.png``; a folder contributes its image files (by
-    suffix, recursively, hidden ones skipped) at the same relative path, as PNG. An output
-    claimed twice (``a.jpg`` and ``a.png``) or equal to its input skips the later input.
+    suffix, recursively, hidden ones skipped) at the same relative path, as PNG. When two
+    inputs would share an output (``a.jpg`` and ``a.png``), the later one keeps its source
+    extension in the name (``a.png.png``). An output equal to its input skips the input.
     """
     jobs: list[tuple[Path, Path]] = []
     skipped: list[tuple[Path, str]] = []
@@ -364,6 +372,8 @@ def plan_outputs(
             continue
         for source, relative in found:
             target = out_dir / relative.with_suffix(OUTPUT_SUFFIX)
+            if target.resolve() in owner:
+                target = out_dir / relative.with_name(relative.name + OUTPUT_SUFFIX)
             if target.resolve() == source.resolve():
                 skipped.append((source, "its output would overwrite it; choose another --out"))
             elif target.resolve() in owner:
@@ -397,16 +407,19 @@ def restore_paths(
         log(f"skipped {source}: {reason}")
     for source, target in tqdm(jobs, desc="restore", unit="image", disable=not progress):
         try:
-            pixels = read_rgb(source).pixels
+            image = read_source(source)
         except DataError as error:
             report.skipped.append((source, error.reason))
             log(f"skipped {source}: {error.reason}")
             continue
-        result = restore_image(model, pixels, task, settings)
-        write_png(target, result.pixels)
+        result = restore_image(model, image.rgb, task, settings)
+        write_restored(target, result.pixels, image)
         report.restored.append((source, target, result.task))
         routed = result.task
         if result.rain_probability is not None:
             routed += f" (auto, P(rain) {result.rain_probability:.2f})"
-        log(f"{source} -> {target}: {routed}")
+        notes = [f"kept {image.form}"] if image.form else []
+        if target.name == source.name + OUTPUT_SUFFIX:
+            notes.append(f"named with its extension: {source.stem}{OUTPUT_SUFFIX} is another's")
+        log(f"{source} -> {target}: {'; '.join([routed, *notes])}")
     return report

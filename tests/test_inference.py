@@ -172,13 +172,23 @@ def test_folders_mirror_names_and_unreadable_files_are_skipped(tmp_path):
     )
     out = tmp_path / "out"
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == ["a.png", "d.png", "single.png", "street/b.png", "street/night/c.png"]
+    assert written == [
+        "a.png",
+        "d.png",
+        "single.png",
+        "street/b.png",
+        "street/b.png.png",  # b.jpg took b.png: b.png keeps its extension in the name
+        "street/night/c.png",
+    ]
     assert read_rgb(out / "street" / "night" / "c.png").pixels.shape == (17, 70, 3)
     skipped = {path.name: reason for path, reason in report.skipped}
-    assert set(skipped) == {"broken.png", "b.png", "missing.png"}
-    assert skipped["b.png"].endswith(f"b.png is already the output of {folder}/street/b.jpg")
+    assert set(skipped) == {"broken.png", "missing.png"}
     assert skipped["missing.png"] == "not found"
-    assert report.summary() == "restored 5, skipped 3 (rain: 0, snow: 5)"
+    assert report.summary() == "restored 6, skipped 2 (rain: 0, snow: 6)"
+    assert any(
+        m.endswith("named with its extension: b.png is another's") and "b.png.png" in m
+        for m in messages
+    )
     assert any(m.startswith("skipped") and "broken.png" in m for m in messages)
     assert any(m.endswith("snow (auto, P(rain) 0.00)") for m in messages)
 
@@ -198,7 +208,8 @@ def test_cli_restores_and_reports(tmp_path, model_dir, capsys):
     code = main([*args, "--params", str(PARAMS), *tiles, "--quiet"])
     captured = capsys.readouterr()
     assert code == 0
-    assert captured.out.splitlines()[-1] == "restored 4, skipped 2 (rain: 4, snow: 0)"
+    # b.jpg and b.png both restored (b.png.png); only the broken file is skipped
+    assert captured.out.splitlines()[-1] == "restored 5, skipped 1 (rain: 5, snow: 0)"
     assert "a.png: rain (auto, P(rain) 1.00)" in captured.out
     assert (tmp_path / "out" / "street" / "night" / "c.png").is_file()
 
