@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from smartassign.config import Config
 from smartassign.data import TASKS, task_label
@@ -41,6 +40,7 @@ from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.tracking import sample_grid
 from smartassign.metrics import psnr, ssim
 from smartassign.model import SmartAssign
+from smartassign.progress import progress as show
 
 METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "input_psnr_y", "input_ssim_y")
 
@@ -179,7 +179,7 @@ def evaluate(
     records = [r for r in all_records if r.task in model.routing.tasks]
 
     def items() -> Iterator[Item]:
-        for record in tqdm(records, desc=f"evaluate {split}", unit="img", disable=not progress):
+        for record in show(records, desc=f"evaluate {split}", unit="img", enabled=progress):
             yield (record.dataset, record.task, record.name, *load_pair(record, root))
 
     return _score(model, items(), split, manifest_sha256, samples_per_group)
@@ -193,7 +193,7 @@ def evaluate_real(
     pairs = [pair for pair in checks.pairs if pair.task in model.routing.tasks]
 
     def items() -> Iterator[Item]:
-        for pair in tqdm(pairs, desc="evaluate real", unit="img", disable=not progress):
+        for pair in show(pairs, desc="evaluate real", unit="img", enabled=progress):
             yield pair.dataset, pair.task, pair.name, pair.degraded, pair.clean
 
     evaluation = _score(model, items(), "real", checks.sha256, samples_per_group)

@@ -32,6 +32,7 @@ from smartassign.data.tensors import to_pixels
 from smartassign.image_files import read_source, write_restored
 from smartassign.model import MIN_SIZE, SmartAssign, SmartAssignOutput
 from smartassign.model.network import GateMeans, RecognitionDecoder, pad_to_multiple
+from smartassign.progress import progress as show
 
 TaskChoice = Literal["auto", "rain", "snow"]
 HEADS = {"rain": "derain", "snow": "desnow"}
@@ -405,7 +406,7 @@ def restore_paths(
     for source, reason in skipped:
         report.skipped.append((source, reason))
         log(f"skipped {source}: {reason}")
-    for source, target in tqdm(jobs, desc="restore", unit="image", disable=not progress):
+    for source, target in show(jobs, desc="restore", unit="image", enabled=progress):
         try:
             image = read_source(source)
         except DataError as error:

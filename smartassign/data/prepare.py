@@ -157,11 +157,11 @@ def _check_all(
     jobs: list[_Job], data: DataConfig, root: Path, progress: bool
 ) -> Iterator[tuple[list[Record], list[Issue]]]:
     """:func:`_check` over all jobs on a thread pool (decoding and hashing release the GIL)."""
-    from tqdm import tqdm
+    from smartassign.progress import progress as show
 
     with ThreadPoolExecutor(max_workers=data.prepare_workers) as pool:
         results = pool.map(lambda job: _check(job, data, root), jobs)
-        yield from tqdm(results, total=len(jobs), desc="check", unit="pair", disable=not progress)
+        yield from show(results, total=len(jobs), desc="check", unit="pair", enabled=progress)
 
 
 def _check(job: _Job, data: DataConfig, root: Path) -> tuple[list[Record], list[Issue]]:

@@ -118,7 +118,7 @@ def score_quality(
     At most ``max_pairs`` pairs per cell (``0`` = all), drawn with a seeded generator;
     scored on ``workers`` threads (the metrics release the GIL).
     """
-    from tqdm import tqdm
+    from smartassign.progress import progress as show
 
     cells: dict[tuple[str, str, str], list[Record]] = {}
     for record in records:
@@ -134,7 +134,7 @@ def score_quality(
         results = pool.map(lambda item: _score(item[1], root), chosen)
         for (key, _), row in zip(
             chosen,
-            tqdm(results, total=len(chosen), desc="quality", unit="pair", disable=not progress),
+            show(results, total=len(chosen), desc="quality", unit="pair", enabled=progress),
             strict=True,
         ):
             if row is not None:

@@ -321,7 +321,7 @@ def generate(
 
     Returns the pairs (with their split) and the source photos that could not be used.
     """
-    from tqdm import tqdm
+    from smartassign.progress import progress as show
 
     synth = cfg.synthetic
     photos = _photos(synth.photos, BUILTIN_PHOTOS, "synthetic.photos")
@@ -385,7 +385,5 @@ def generate(
     # Samples are independent (own generator each); OpenCV and PNG encoding release the GIL.
     with ThreadPoolExecutor(max_workers=cfg.prepare_workers) as pool:
         made = pool.map(make, jobs)
-        pairs = list(
-            tqdm(made, total=len(jobs), desc="synthetic", unit="pair", disable=not progress)
-        )
+        pairs = list(show(made, total=len(jobs), desc="synthetic", unit="pair", enabled=progress))
     return pairs, issues
