@@ -78,6 +78,8 @@ def _train(args: argparse.Namespace) -> int:
     from smartassign.tuning import apply_tuned
 
     cfg = apply_tuned(_config(args))
+    if args.init:
+        cfg = cfg.override({"train.init": args.init})
     result = train(cfg, track=not args.no_mlflow)
     write_train_reports(result, args.out)
     print(f"model written to {result.model_dir}")
@@ -324,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     _params_options(train, "params file")
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param"
+    )
+    train.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights (folder or models:/ URI; sets train.init)",
     )
     train.add_argument("--out", default="outputs/train", help="metrics and plots folder")
     train.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")

@@ -54,7 +54,12 @@ def load_model_config(directory: Path) -> Config:
 
 
 def _from_directory(directory: Path) -> SmartAssign:
-    model = build_model(load_model_config(directory))
+    return _trained_from_directory(directory)[0]
+
+
+def _trained_from_directory(directory: Path) -> tuple[SmartAssign, Config]:
+    trained = load_model_config(directory)
+    model = build_model(trained)
     if (directory / MODEL_FILE).is_file():
         weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
     elif (directory / STATE_FILE).is_file():
@@ -62,7 +67,7 @@ def _from_directory(directory: Path) -> SmartAssign:
     else:
         raise FileNotFoundError(f"{directory}: neither {MODEL_FILE} nor {STATE_FILE} found")
     model.load_state_dict(weights)
-    return model.eval()
+    return model.eval(), trained
 
 
 def model_requirements() -> list[str]:
@@ -151,13 +156,19 @@ def _logged_model_folder(uri: str, destination: Path) -> Path:
     return local / flavor["data"]
 
 
-def load_model(source: str | Path, device: str | torch.device = "cpu") -> SmartAssign:
-    """The model at ``source`` (folder or MLflow URI), in eval mode on ``device``."""
+def load_trained(source: str | Path) -> tuple[SmartAssign, Config]:
+    """The model at ``source`` (folder or MLflow URI) on the CPU, in eval mode, and the
+    configuration it was trained with."""
     text = str(source)
     if "://" in text or text.startswith(("models:/", "runs:/")):
         with tempfile.TemporaryDirectory() as scratch:
-            return _from_directory(_logged_model_folder(text, Path(scratch))).to(device)
+            return _trained_from_directory(_logged_model_folder(text, Path(scratch)))
     directory = Path(source)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: model folder not found")
-    return _from_directory(directory).to(device)
+    return _trained_from_directory(directory)
+
+
+def load_model(source: str | Path, device: str | torch.device = "cpu") -> SmartAssign:
+    """The model at ``source`` (folder or MLflow URI), in eval mode on ``device``."""
+    return load_trained(source)[0].to(device)

@@ -53,6 +53,11 @@ class TrainConfig(Section):
     run_name: str = Field("smartassign", min_length=1, description="Ray run name")
     storage_path: str = Field("outputs/ray", description="Ray run storage (local or URI)")
     model_dir: str = Field("models/smartassign", description="trained model output folder")
+    init: str = Field(
+        "",
+        description="model folder or models:/ URI whose weights the run starts from (new "
+        "optimiser, its own MLflow run); empty = random initialisation",
+    )
     tuned_params: str = Field(
         "", description="best-params YAML of a sweep to train with; empty = params.yaml as is"
     )

@@ -258,6 +258,8 @@ class WorkerRun:
         channels_last = accelerated and cfg.train.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.preserve_format
         model = build_model(cfg).to(self.device, memory_format=self.memory_format)
+        if loop_config.get("init") is not None:  # train.init: fine-tune a trained model
+            model.load_state_dict(loop_config["init"])
         if loop_config.get("backbone") is not None:  # K1 / K2: a trained V6's encoder + GKFMs
             model.load_backbone(loop_config["backbone"])
         self.train_loader = build_dataloader(

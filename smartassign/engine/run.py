@@ -146,21 +146,52 @@ class TrainingRun:
 
 
 def _new_mlflow_run(cfg: Config) -> str:
-    """Open the MLflow run of a new training run: tags and the flattened config as params."""
+    """Open the MLflow run of a new training run: tags (with ``parent_model`` when it
+    fine-tunes ``train.init``) and the flattened config as params."""
     mlflow_client = tracking.client()
     experiment = tracking.experiment_id(mlflow_client, cfg.registry.experiment)
-    run = mlflow_client.create_run(
-        experiment,
-        run_name=cfg.train.run_name,
-        tags={
-            "git_commit": tracking.git_commit(),
-            "data_manifest_sha256": manifest_hash(cfg),
-            "variant": cfg.model.variant.value,
-        },
-    )
+    tags = {
+        "git_commit": tracking.git_commit(),
+        "data_manifest_sha256": manifest_hash(cfg),
+        "variant": cfg.model.variant.value,
+    }
+    if cfg.train.init:
+        tags["parent_model"] = cfg.train.init
+    run = mlflow_client.create_run(experiment, run_name=cfg.train.run_name, tags=tags)
     for key, value in cfg.flat().items():
         mlflow_client.log_param(run.info.run_id, key, json.dumps(value)[:6000])
     return run.info.run_id
+
+
+def initial_weights(cfg: Config) -> dict[str, Any] | None:
+    """The weights of ``train.init`` (``None`` when empty), refused before Ray starts when
+    they do not fit ``cfg.model``: the model keys that differ from the ones it was trained
+    with are named."""
+    if not cfg.train.init:
+        return None
+    from smartassign.builder import build_model
+    from smartassign.model_io import load_trained
+
+    try:
+        source, trained = load_trained(cfg.train.init)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"train.init: {error}") from None
+    weights = source.state_dict()
+    try:
+        build_model(cfg).load_state_dict(weights)
+    except RuntimeError:
+        ours, theirs = cfg.flat(), trained.flat()
+        differ = [
+            f"{key} {theirs[key]!r} there, {ours[key]!r} here"
+            for key in sorted(ours)
+            if key.startswith("model.") and ours[key] != theirs.get(key)
+        ]
+        raise ConfigError(
+            f"train.init: the weights of {cfg.train.init} do not fit this model "
+            f"({'; '.join(differ) or 'other parameter shapes'}); set these model keys as "
+            "that model was trained (its config.yaml)"
+        ) from None
+    return weights
 
 
 def _scaling(cfg: Config) -> Any:
@@ -187,6 +218,7 @@ def fit(
     check_device(cfg.train.device)
     cfg = absolute_paths(cfg, ("data.root", "train.model_dir"))
     check_monitor_is_measured(cfg)
+    init_weights = initial_weights(cfg)
     init_ray()
     run = TrainingRun.open(cfg, track=track)
     trainer = TorchTrainer(
@@ -196,6 +228,7 @@ def fit(
             "mlflow_run_id": run.mlflow_run_id,
             "tracking_uri": tracking.tracking_uri(),
             "fault": fault,
+            "init": init_weights,
         },
         torch_config=TorchConfig(backend=BACKENDS[cfg.train.device]),
         scaling_config=_scaling(cfg),

@@ -1,0 +1,95 @@
+"""Fine-tuning a trained model on real benchmark pairs (``train.init`` / ``--init``):
+RainTrainH_12 of ../shared/data/real in its published layout, pairs held out by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from smartassign.config import Config, ConfigError
+from smartassign.data.prepare import prepare
+from smartassign.engine import tracking
+from smartassign.engine.run import fit, train
+from smartassign.evaluation import evaluate
+from smartassign.model_io import load_model
+
+from .test_train import _ray_must_not_start
+
+pytestmark = pytest.mark.slow
+
+
+def _heavy_rain(real_data_dir: Path, root: Path, base: Config) -> Config:
+    """RainTrainH_12 alone: 3 pairs held out for test, 3 for val (by name), 6 to train."""
+    dataset = {
+        "name": "rain_train_h",
+        "layout": "rain_streak",
+        "root": str(real_data_dir / "RainTrainH_12"),
+        "val_fraction": 0.25,
+        "test_fraction": 0.25,
+    }
+    cfg = base.override(
+        {
+            "data.root": str(root),
+            "data.synthetic": {**base.data.synthetic.model_dump(mode="json"), "enabled": False},
+            "data.datasets": [dataset],
+            "data.samples_per_epoch": 64,
+        }
+    )
+    prepare(cfg, progress=False)
+    return cfg
+
+
+@pytest.fixture
+def parent(tiny_config, mlflow_store: str) -> Path:
+    """A model trained briefly on the synthetic default: the model to fine-tune."""
+    return train(tiny_config("parent", epochs=2)).model_dir
+
+
+def test_fine_tuning_on_heavy_rain_raises_the_held_out_psnr(
+    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path
+):
+    tuning = {"epochs": 8, "lr": 0.005, "lr_schedule": "plateau"}
+    cfg = _heavy_rain(real_data_dir, tmp_path / "rain_h", tiny_config("finetune", **tuning))
+    before = evaluate(load_model(parent), cfg, "test", progress=False).metrics
+    result = train(cfg.override({"train.init": str(parent)}))
+    after = evaluate(load_model(result.model_dir), cfg, "test", progress=False).metrics
+    assert before["test/rain/count"] == after["test/rain/count"] == 3
+    assert after["test/rain/psnr_y"] > before["test/rain/psnr_y"] + 0.5, (before, after)
+    run = tracking.client().get_run(result.run_id)
+    assert run.data.tags["parent_model"] == str(parent)
+
+
+def test_the_run_starts_from_the_init_models_weights(
+    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path
+):
+    """With a learning rate too small to move anything, the trained weights are the
+    parent's: the workers started from them, not from a fresh initialisation."""
+    cfg = _heavy_rain(real_data_dir, tmp_path / "rain_h", tiny_config("frozen", epochs=1))
+    cfg = cfg.override({"train.init": str(parent), "train.lr": 1e-12, "train.warmup_steps": 0})
+    result, _ = fit(cfg, track=False)
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+    for name, value in load_model(parent).state_dict().items():
+        torch.testing.assert_close(state["model"][name], value, atol=1e-8, rtol=0)
+
+
+def test_an_init_model_of_other_widths_is_refused_before_ray_starts(
+    tiny_config, parent: Path, monkeypatch
+):
+    cfg = tiny_config("wide").override(
+        {"train.init": str(parent), "model.channels": 16, "model.gkfm_out": 12}
+    )
+    _ray_must_not_start(monkeypatch)
+    with pytest.raises(ConfigError, match=r"train\.init: the weights of .* do not fit") as error:
+        fit(cfg, track=False)
+    assert "model.channels 8 there, 16 here" in str(error.value)
+    assert "model.gkfm_out 8 there, 12 here" in str(error.value)
+
+
+def test_a_missing_init_model_is_refused_before_ray_starts(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config("missing").override({"train.init": str(tmp_path / "nowhere")})
+    _ray_must_not_start(monkeypatch)
+    with pytest.raises(ConfigError, match=r"train\.init: .*nowhere: model folder not found"):
+        fit(cfg, track=False)
