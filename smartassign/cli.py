@@ -257,7 +257,8 @@ def _export(args: argparse.Namespace) -> int:
     from smartassign.export import export_model
     from smartassign.model_io import load_model
 
-    model = load_model(args.model or _champion(_load(args)))
+    cfg = _load(args)
+    model = load_model(args.model or _champion(cfg), device=_device(args, cfg))
     result = export_model(
         model, Path(args.out), args.format, args.height, args.width, args.tolerance
     )
@@ -429,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--tolerance", type=float, default=1e-4, help="max abs difference allowed (1e-4)"
     )
+    _device_option(export)
     export.set_defaults(handler=_export)
     return parser
 

@@ -22,6 +22,7 @@ largest absolute difference exceeds the tolerance.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ INPUT_NAME = "image"
 DEFAULT_TOLERANCE = 1e-4
 
 Runner = Callable[[torch.Tensor], list[np.ndarray]]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters."""
+    return next(model.parameters()).device
 
 
 class ExportError(ValueError):
@@ -196,10 +202,11 @@ def _export_torchscript(wrapper: ExportWrapper, path: Path, height: int, width: 
 def max_difference(
     reference: ExportWrapper, run: Runner, batch: int, height: int, width: int
 ) -> float:
-    """Largest absolute difference between ``run`` and PyTorch on seeded random images."""
+    """Largest absolute difference between ``run`` and PyTorch (on the reference's device)
+    on seeded random images."""
     image = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(batch))
     with torch.inference_mode():
-        expected = reference(image)
+        expected = [tensor.cpu() for tensor in reference(image.to(model_device(reference)))]
     got = run(image)
     if len(got) != len(expected):
         raise ExportError(f"exported model returns {len(got)} outputs, expected {len(expected)}")
@@ -217,11 +224,14 @@ def export_model(
     width: int = 256,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> ExportResult:
-    """Write ``model`` (on the CPU) to ``path`` as ONNX or TorchScript and check parity.
+    """Write ``model`` to ``path`` as ONNX or TorchScript and check parity.
 
-    ``height x width`` is the TorchScript input size and, for both formats, the first size
-    the parity check runs at (batch 1); ONNX is checked at a second size too (batch 2),
-    TorchScript at batch 2. Raises :class:`ExportError` above ``tolerance``.
+    The file is traced from a CPU copy of the model (an exported graph holds no device);
+    the parity check compares it with ``model`` on its own device, so a GPU model is
+    checked as it runs there. ``height x width`` is the TorchScript input size and, for
+    both formats, the first size the parity check runs at (batch 1); ONNX is checked at a
+    second size too (batch 2), TorchScript at batch 2. Raises :class:`ExportError` above
+    ``tolerance``.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -232,13 +242,16 @@ def export_model(
         )
     model.eval()
     wrapper = ExportWrapper(model)
+    on_cpu = (
+        ExportWrapper(copy.deepcopy(model).cpu()) if model_device(model).type != "cpu" else wrapper
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "onnx":
-        run = _export_onnx(wrapper, path, height, width)
+        run = _export_onnx(on_cpu, path, height, width)
         multiple = model.size_multiple
         sizes = [(1, height, width), (2, height + multiple + 1, width + 2 * multiple + 1)]
     else:
-        run = _export_torchscript(wrapper, path, height, width)
+        run = _export_torchscript(on_cpu, path, height, width)
         sizes = [(1, height, width), (2, height, width)]
     differences = {size: max_difference(wrapper, run, *size) for size in sizes}
     result = ExportResult(

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
 import smartassign.export as export
 from smartassign.cli import main
 from smartassign.config import config_from_dict
-from smartassign.export import ExportError, ExportWrapper, export_model
+from smartassign.export import DEFAULT_TOLERANCE, ExportError, ExportWrapper, export_model
 from smartassign.model_io import load_model, save_model_dir
 from tests.test_inference import restoring_model
 from tests.test_model import TINY
@@ -127,3 +128,34 @@ def test_cli_torchscript_and_its_errors(tmp_path, capsys):
     small = ["--format", "torchscript", "--out", str(out), "--height", "8"]
     assert main([*args, *small]) == 2
     assert "error: --height/--width must be at least 16" in capsys.readouterr().err
+
+
+def test_a_model_on_an_accelerator_is_exported_from_a_cpu_copy(tmp_path, monkeypatch):
+    """The graph is traced from a CPU copy; the model itself stays where it is and is the
+    parity reference."""
+    model = restoring_model()
+    real_device = export.model_device
+    monkeypatch.setattr(
+        export,
+        "model_device",
+        lambda module: torch.device("cuda") if module is model else real_device(module),
+    )
+    traced: list[nn.Module] = []
+    real_trace = export._export_torchscript
+
+    def trace(wrapper, *args):
+        traced.append(wrapper.model)
+        return real_trace(wrapper, *args)
+
+    monkeypatch.setattr(export, "_export_torchscript", trace)
+    result = export_model(model, tmp_path / "model.pt", "torchscript", height=32, width=32)
+    assert traced and traced[0] is not model  # a copy was traced
+    assert result.max_difference <= DEFAULT_TOLERANCE
+
+
+def test_cli_export_on_a_missing_device_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    folder = model_folder(tmp_path)
+    args = ["export", "--model", str(folder), "--params", str(PARAMS), "--device", "cuda"]
+    assert main([*args, "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 2
+    assert "smartassign export: error: --device is 'cuda'" in capsys.readouterr().err
