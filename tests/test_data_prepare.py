@@ -261,3 +261,28 @@ def test_real_rain12_through_the_paired_prefix_layout(tmp_path, real_data_dir):
     quality = report.quality["test"]["rain12"]["rain"]
     assert quality["pairs"] == 12
     assert quality["psnr_y"] == pytest.approx(30.14, abs=0.05)
+
+
+def test_an_identical_pair_is_reported_and_left_out(real_data_dir, tmp_path):
+    """RainTrainL pair 6 of the release: rain-6.png is byte-identical to norain-6.png."""
+    dataset = {"name": "rain_train_l", "layout": "rain_streak"}
+    dataset["root"] = str(real_data_dir / "RainTrainL_10")
+    cfg = config_from_dict(
+        {
+            "data": {
+                "root": str(tmp_path / "data"),
+                "synthetic": {"enabled": False},
+                "datasets": [{**dataset, "val_fraction": 0.0, "test_fraction": 0.0}],
+                "quality_pairs": 0,
+            }
+        }
+    )
+    report = prepare(cfg, progress=False)
+    identical = [issue for issue in report.issues if issue.kind == "identical_pair"]
+    assert [Path(issue.path).name for issue in identical] == ["rain-6.png"]
+    assert identical[0].action == "skipped"
+    assert "norain-6.png are identical" in identical[0].reason
+    names = {
+        record.name for record in read_manifest(tmp_path / "data" / "manifests" / "train.jsonl")
+    }
+    assert len(names) == 9 and "rain_train_l/rain-6" not in names

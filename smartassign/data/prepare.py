@@ -192,6 +192,12 @@ def _check(job: _Job, data: DataConfig, root: Path) -> tuple[list[Record], list[
             *issues,
             Issue(job.dataset, str(pair.input), "size_mismatch", reason, "skipped"),
         ]
+    if np.array_equal(degraded, clean):
+        reason = f"input and target {pair.target.name} are identical: nothing to restore"
+        return [], [
+            *issues,
+            Issue(job.dataset, str(pair.input), "identical_pair", reason, "skipped"),
+        ]
     too_small = min(height, width) < data.crop_size
     if pair.split == "train" and too_small and data.small_images == "refuse":
         reason = (
