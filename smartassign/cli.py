@@ -131,12 +131,21 @@ def _write_json(path: str, payload: dict[str, object]) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from smartassign.data.real_checks import load_check_sets, missing_line, real_data_root
-    from smartassign.evaluation import evaluate, evaluate_real, markdown_table, write_evaluation
+    from smartassign.evaluation import (
+        evaluate,
+        evaluate_real,
+        log_to_mlflow,
+        logged_model_uri,
+        markdown_table,
+        write_evaluation,
+    )
     from smartassign.model_io import load_model
 
     cfg = _load(args)
-    model = load_model(args.model or cfg.train.model_dir, device=_device(args, cfg))
+    source = args.model or cfg.train.model_dir
+    model = load_model(source, device=_device(args, cfg))
     evaluation = evaluate(model, cfg, args.split, progress=not args.quiet)
+    root = None
     if not args.no_real:
         root = real_data_root(cfg.evaluate.real_data)
         checks = load_check_sets(root, cfg.evaluate.real_sets)
@@ -148,6 +157,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     write_evaluation(evaluation, args.out)
     print(markdown_table(evaluation), end="")
     print(f"written to {args.out}/ (per_image.csv, summary.md, metrics.json, samples/)")
+    model_uri = None if args.no_mlflow else logged_model_uri(source)
+    logged = log_to_mlflow(evaluation, cfg, model_uri, root) if model_uri else None
+    if logged:
+        print(f"MLflow run {logged[0]}: metrics linked to logged model {logged[1]}")
+    elif not args.no_mlflow:
+        print(f"not logged to MLflow: no logged model of {source} in this tracking store")
     return 0
 
 
@@ -167,7 +182,7 @@ def _register(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from smartassign.evaluation import evaluate, split_sha256
+    from smartassign.evaluation import evaluate, log_to_mlflow, split_sha256
     from smartassign.model_io import load_model
     from smartassign.registry import Reevaluation, promote
 
@@ -178,6 +193,7 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"re-evaluating champion {uri} on the current test set")
         model = load_model(uri, device=_device(args, cfg))
         evaluation = evaluate(model, cfg, "test", progress=not args.quiet)
+        log_to_mlflow(evaluation, cfg, uri)  # found there by the next promotion
         return {**evaluation.metrics, "manifest_sha256": evaluation.manifest_sha256}
 
     reevaluate = Reevaluation(test_set=lambda: split_sha256(cfg, "test"), score=score)
@@ -355,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluation.add_argument(
         "--no-real", action="store_true", help="skip the real check sets (evaluate.real_data)"
+    )
+    evaluation.add_argument(
+        "--no-mlflow",
+        action="store_true",
+        help="do not log the evaluation to MLflow (by default a model that training logged "
+        "gets an evaluate run with its metrics linked to the logged model)",
     )
     _device_option(evaluation)
     evaluation.set_defaults(handler=_evaluate)

@@ -256,3 +256,42 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> None:
         prefix = "" if part is evaluation else f"{part.split}_"
         for group, grid in part.samples.items():
             write_png(out / "samples" / f"{prefix}{group}.png", grid)
+
+
+def logged_model_uri(source: str | Path) -> str | None:
+    """The MLflow logged model of a model source: a ``models:/`` URI itself, or the one
+    training logged for a model folder (its ``mlflow_model_uri`` file); else ``None``."""
+    text = str(source)
+    if text.startswith("models:/"):
+        return text
+    path = Path(source) / "mlflow_model_uri"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def log_to_mlflow(
+    evaluation: Evaluation, cfg: Config, model_uri: str, real_root: Path | None = None
+) -> tuple[str, str] | None:
+    """Log ``evaluation`` as an MLflow ``evaluate`` run of the logged model behind
+    ``model_uri``: its split's manifest as the dataset input and its metrics linked to
+    the model and that dataset, the real check sets (``real_root``) likewise
+    (:mod:`smartassign.model_metrics`). Returns ``(run id, model id)``, or ``None`` when
+    ``model_uri`` has no logged model."""
+    from mlflow.exceptions import MlflowException
+
+    from smartassign.engine.tracking import client
+    from smartassign.model_metrics import REAL_DATASET, log_evaluation, model_id_of
+
+    model_id = model_id_of(model_uri)
+    if model_id is None:
+        return None
+    try:
+        client().get_logged_model(model_id)
+    except MlflowException:  # logged to another tracking store
+        return None
+    manifest = manifest_path(Path(cfg.data.root), evaluation.split)
+    sets = [(evaluation.split, evaluation.manifest_sha256, manifest, evaluation.metrics)]
+    sets += [
+        (REAL_DATASET, part.manifest_sha256, real_root or manifest, part.metrics)
+        for part in evaluation.extra
+    ]
+    return log_evaluation(cfg.registry.experiment, model_id, sets), model_id

@@ -1,7 +1,9 @@
 """MLflow model registry: register a trained model, promote it, list versions.
 
 - :func:`register` registers the model of a training run under ``registry.model_name``
-  with its evaluation metrics as version tags and the alias ``challenger``.
+  with the alias ``challenger``; the version's tags record its test set (the manifest's
+  sha256). Its metrics are those ``evaluate`` linked to the logged model on that test set
+  (:mod:`smartassign.model_metrics`), read back wherever the registry compares or lists.
 - :func:`promote` moves the alias ``champion`` to a version only when it beats the
   current champion on ``registry.metric`` (higher is better, as the config enforces) over
   the same test set and, for a mean over tasks, the same tasks; when the champion was
@@ -25,14 +27,15 @@ from typing import TYPE_CHECKING
 from smartassign.config import Config
 from smartassign.data.common import TASKS
 from smartassign.engine import tracking
+from smartassign.model_metrics import metrics_of, model_id_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 TEST_SET_TAG = "test_manifest_sha256"
-METRIC_PREFIX = "metric."
 
 
 class PromotionError(ValueError):
@@ -86,12 +89,10 @@ def _aliases(mlflow_client: MlflowClient, name: str) -> dict[int, list[str]]:
     return by_version
 
 
-def _metrics_of(tags: dict[str, str]) -> dict[str, float]:
-    return {
-        key.removeprefix(METRIC_PREFIX): float(value)
-        for key, value in tags.items()
-        if key.startswith(METRIC_PREFIX)
-    }
+def _version_metrics(source: str, test_set: str) -> dict[str, float]:
+    """The metrics ``evaluate`` logged for a version's logged model on ``test_set``."""
+    model_id = model_id_of(source)
+    return metrics_of(model_id, test_set) if model_id and test_set else {}
 
 
 def _tasks(metrics: dict[str, float]) -> tuple[str, ...]:
@@ -100,10 +101,11 @@ def _tasks(metrics: dict[str, float]) -> tuple[str, ...]:
 
 
 def register(cfg: Config, model_uri: str, metrics: dict[str, float | str], trained: Config) -> int:
-    """Register ``model_uri`` as a new version tagged with ``metrics``; alias ``challenger``.
+    """Register the logged model ``model_uri`` as a new version; alias ``challenger``.
 
     ``metrics`` is the evaluation's ``metrics.json`` (numbers, plus ``manifest_sha256``);
-    it must hold ``registry.metric``. ``trained`` is the configuration the model was
+    it must hold ``registry.metric``, and ``evaluate`` must have linked that metric to the
+    logged model on the same test set. ``trained`` is the configuration the model was
     trained with (its ``config.yaml``), recorded in the description.
     """
     import mlflow
@@ -116,15 +118,19 @@ def register(cfg: Config, model_uri: str, metrics: dict[str, float | str], train
             "set registry.metric to one of them (a per-task metric needs that task in the "
             "test split)"
         )
+    test_set = str(metrics.get("manifest_sha256", ""))
+    if metric not in _version_metrics(model_uri, test_set):
+        raise ValueError(
+            f"{model_uri} has no {metric} on this test set in {tracking.tracking_uri()}: "
+            "run `smartassign evaluate` on it with MLflow tracking first (it links the "
+            "metrics to the logged model)"
+        )
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow_client = tracking.client()
     name = cfg.registry.model_name
     version = mlflow.register_model(model_uri, name)
     number = int(version.version)
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    for key, value in numbers.items():
-        mlflow_client.set_model_version_tag(name, str(number), f"{METRIC_PREFIX}{key}", value)
-    test_set = str(metrics.get("manifest_sha256", ""))
     mlflow_client.set_model_version_tag(name, str(number), TEST_SET_TAG, test_set)
     run_id = version.run_id or ""
     run_tags = mlflow_client.get_run(run_id).data.tags if run_id else {}
@@ -139,24 +145,24 @@ def register(cfg: Config, model_uri: str, metrics: dict[str, float | str], train
     return number
 
 
-def _version_tags(mlflow_client: MlflowClient, name: str, version: int) -> dict[str, str]:
-    """The tags of ``version`` of model ``name``."""
+def _version(mlflow_client: MlflowClient, name: str, version: int) -> ModelVersion:
+    """``version`` of model ``name``."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow_client.get_model_version(name, str(version)).tags
+        return mlflow_client.get_model_version(name, str(version))
     except MlflowException as error:
         raise PromotionError(f"model {name} has no version {version}") from error
 
 
-def _tagged_metrics(tags: dict[str, str], name: str, version: int, metric: str) -> dict[str, float]:
-    """The metrics in the tags of ``version``, which must include ``metric``."""
-    metrics = _metrics_of(tags)
+def _evaluated(entry: ModelVersion, name: str, metric: str) -> dict[str, float]:
+    """The metrics of ``entry`` on its test set, which must include ``metric``."""
+    metrics = _version_metrics(entry.source, entry.tags.get(TEST_SET_TAG, ""))
     if metric not in metrics:
         raise PromotionError(
-            f"model {name} version {version} has no {metric!r} tag: its evaluation did not "
-            "measure it (e.g. a task that version does not restore); compare on a metric both "
-            "versions have (registry.metric) or --force --reason TEXT"
+            f"model {name} version {entry.version} has no {metric!r} on its test set: its "
+            "evaluation did not measure it (e.g. a task that version does not restore); "
+            "compare on a metric both versions have (registry.metric) or --force --reason TEXT"
         )
     return metrics
 
@@ -198,10 +204,10 @@ def promote(
         version = next((v for v, a in aliases.items() if CHALLENGER in a), None)
         if version is None:
             raise PromotionError(f"no version of {name} has the alias {CHALLENGER}: pass --version")
-    tags = _version_tags(mlflow_client, name, version)
-    candidate = _tagged_metrics(tags, name, version, metric)
+    entry = _version(mlflow_client, name, version)
+    candidate = _evaluated(entry, name, metric)
     candidate_value = candidate[metric]
-    candidate_set = tags.get(TEST_SET_TAG)
+    candidate_set = entry.tags.get(TEST_SET_TAG)
     champion = next((v for v, a in aliases.items() if CHAMPION in a), None)
     champion_value = None
     if champion is not None and champion != version and not force:
@@ -254,9 +260,9 @@ def _champion_value(
     """The champion's ``metric`` over the candidate's test set and tasks, re-evaluated
     when it was scored on another test set; ``PromotionError`` when that cannot be had."""
     version, candidate_metrics, candidate_set = candidate
-    tags = _version_tags(mlflow_client, name, champion)
-    if tags.get(TEST_SET_TAG) == candidate_set:
-        scores = _tagged_metrics(tags, name, champion, metric)
+    entry = _version(mlflow_client, name, champion)
+    if entry.tags.get(TEST_SET_TAG) == candidate_set:
+        scores = _evaluated(entry, name, metric)
     elif reevaluate is None:
         raise PromotionError(
             f"champion v{champion} was evaluated on another test set; re-evaluate it "
@@ -303,7 +309,7 @@ def list_versions(cfg: Config) -> list[VersionInfo]:
         VersionInfo(
             version=int(v.version),
             aliases=tuple(sorted(aliases.get(int(v.version), []))),
-            metrics=_metrics_of(v.tags),
+            metrics=_version_metrics(v.source, v.tags.get(TEST_SET_TAG, "")),
             run_id=v.run_id or "",
             test_set=v.tags.get(TEST_SET_TAG, ""),
         )

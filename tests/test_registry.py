@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ import yaml
 
 from smartassign.builder import build_model
 from smartassign.cli import main
-from smartassign.config import Config, config_from_dict
+from smartassign.config import Config, config_from_dict, load_config
 from smartassign.engine import tracking
 from smartassign.model_io import load_model, log_model, save_model_dir
+from smartassign.model_metrics import log_evaluation, model_id_of
 from smartassign.registry import (
     CHALLENGER,
     CHAMPION,
@@ -29,17 +31,33 @@ METRIC = "test/psnr_y_mean"
 
 
 @pytest.fixture
-def logged_model(mlflow_store: str, tmp_path) -> str:
-    """A tiny SmartAssign logged to an MLflow run; returns its model URI."""
+def logged_model(mlflow_store: str, tmp_path) -> Callable[[], str]:
+    """``logged_model()`` logs a new tiny SmartAssign to an MLflow run; returns its URI."""
     torch.manual_seed(0)
     cfg = config_from_dict({"model": TINY})
     save_model_dir(build_model(cfg), tmp_path / "logged", yaml.safe_dump(cfg.to_dict()))
-    run = tracking.client().create_run(tracking.experiment_id(tracking.client(), "logging"))
-    return log_model(tmp_path / "logged", run.info.run_id)
+
+    def make() -> str:
+        run = tracking.client().create_run(tracking.experiment_id(tracking.client(), "logging"))
+        return log_model(tmp_path / "logged", run.info.run_id)
+
+    return make
 
 
-def _register(cfg: Config, model_uri: str, metrics: dict, trained: Config | None = None) -> int:
-    return register(cfg, model_uri, metrics, trained or cfg)
+def _evaluated(cfg: Config, model_uri: str, metrics: dict) -> str:
+    """``model_uri`` with ``metrics`` linked to it on their test set, as evaluate logs them."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    test_set = metrics["manifest_sha256"]
+    sets = [("test", test_set, "data/manifests/test.jsonl", numbers)]
+    log_evaluation(cfg.registry.experiment, model_id_of(model_uri), sets)
+    return model_uri
+
+
+def _register(
+    cfg: Config, new_model: Callable[[], str], metrics: dict, trained: Config | None = None
+) -> int:
+    """Register a new logged model evaluated with ``metrics``."""
+    return register(cfg, _evaluated(cfg, new_model(), metrics), metrics, trained or cfg)
 
 
 def _aliases(cfg: Config) -> dict[int, tuple[str, ...]]:
@@ -185,12 +203,25 @@ def test_cli_register_promote_and_list(logged_model, tmp_path, capsys):
     assert "no versions of derain-snow registered" in capsys.readouterr().out
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "mlflow_model_uri").write_text(logged_model + "\n")
     (model_dir / "config.yaml").write_text(yaml.safe_dump(Config().to_dict()))
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({METRIC: 27.5, "manifest_sha256": "set-a"}))
+
+    def evaluated(values: dict) -> None:
+        """A newly trained model in ``model_dir``, evaluated with ``values``."""
+        uri = _evaluated(load_config(params), logged_model(), values)
+        (model_dir / "mlflow_model_uri").write_text(uri + "\n")
+        metrics.write_text(json.dumps(values))
+
     out = tmp_path / "version.json"
     args = ["--params", str(params), "--model-dir", str(model_dir), "--metrics", str(metrics)]
+    unevaluated = logged_model()
+    (model_dir / "mlflow_model_uri").write_text(unevaluated + "\n")
+    metrics.write_text(json.dumps({METRIC: 27.5, "manifest_sha256": "set-a"}))
+    assert main(["register", *args]) == 2
+    assert "run `smartassign evaluate` on it with MLflow tracking first" in (
+        capsys.readouterr().err
+    )
+    evaluated({METRIC: 27.5, "manifest_sha256": "set-a"})
     assert main(["register", *args, "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == {"model_name": "derain-snow", "version": 1}
     assert main(["register", *args, "--out", str(tmp_path / "second.json")]) == 0
@@ -210,7 +241,7 @@ def test_cli_register_promote_and_list(logged_model, tmp_path, capsys):
     assert "--force needs --reason" in capsys.readouterr().err
     assert main(["promote", "--params", str(params), "--version", "9"]) == 2
     assert "model derain-snow has no version 9" in capsys.readouterr().err
-    metrics.write_text(json.dumps({METRIC: 29.0, "manifest_sha256": "set-b"}))
+    evaluated({METRIC: 29.0, "manifest_sha256": "set-b"})
     assert main(["register", *args]) == 0
     assert main(["promote", "--params", str(params)]) == 2
     assert "data/manifests/test.jsonl not found: run `smartassign prepare`" in (
