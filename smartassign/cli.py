@@ -105,6 +105,14 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tuned_args(args: argparse.Namespace) -> int:
+    from smartassign.tuning.best import dvc_set_args
+
+    cfg = _load(args)
+    print(" ".join(dvc_set_args(cfg, args.file or cfg.tune.best_params)))
+    return 0
+
+
 def _ablate(args: argparse.Namespace) -> int:
     from smartassign.ablation.study import ablate
 
@@ -356,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="Ray Tune sweep (DVC stage 'tune')")
     _experiment_options(tune, "sweep")
     tune.set_defaults(handler=_tune)
+
+    tuned = commands.add_parser(
+        "tuned-args",
+        help="a sweep's best params as `dvc exp run` arguments: dvc exp run $(smartassign "
+        "tuned-args)",
+    )
+    tuned.add_argument("file", nargs="?", help="best-params file (default tune.best_params)")
+    _params_options(tuned, "params file")
+    tuned.set_defaults(handler=_tuned_args)
 
     abl = commands.add_parser(
         "ablate", help="ablation study of paper Tables 3 and 4 (DVC stage 'ablate')"

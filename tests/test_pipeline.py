@@ -16,6 +16,7 @@ import yaml
 from smartassign.config import config_from_dict
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import inference_weights, load_state
+from smartassign.tuning.best import write_best_params
 from smartassign.tuning.runs import PARENT_TAG
 
 from .engine_fixtures import tiny_tree
@@ -87,12 +88,20 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     again = _run(["dvc", "repro", "sweeps/dvc.yaml:ablate"], repo, env)
     assert "Running stage" not in again
 
+    # sweep, then train with the best values: what the tune stage writes, as DVC arguments
+    write_best_params(repo / "outputs/tune/best_params.yaml", {"loss.lambda1": 0.0234})
+    tuned = _run(["smartassign", "tuned-args"], repo, env, stdout_only=True).split()
+    assert tuned == ["-S", "loss.lambda1=0.0234"]
     experiment = _run(
-        ["dvc", "exp", "run", "-S", "train.epochs=3", "-S", "train.val_every=2"], repo, env
+        ["dvc", "exp", "run", "-S", "train.epochs=3", "-S", "train.val_every=2", *tuned],
+        repo,
+        env,
     )
     for stage in ("train", "evaluate", "register", "promote"):
         assert f"Running stage '{stage}'" in experiment, stage
     assert "Running stage 'prepare'" not in experiment
+    trained = yaml.safe_load((repo / "models/smartassign/config.yaml").read_text())
+    assert trained["loss"]["lambda1"] == 0.0234
     history = json.loads((repo / "outputs/train/history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
     validation = json.loads((repo / "outputs/train/validation.json").read_text())

@@ -307,3 +307,34 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     summary = json.loads(Path(tree["tune"]["summary"]).read_text())
     assert summary["trials"] == summary["finished"] == 2
     assert Path(tree["tune"]["best_params"]).is_file()
+
+
+def test_tuned_args_turn_the_best_params_into_dvc_exp_run_arguments(tmp_path, capsys):
+    """``dvc exp run $(smartassign tuned-args)``: one ``-S key=value`` per tuned param,
+    checked against the config; the same values ``train.tuned_params`` applies."""
+    best = write_best_params(
+        tmp_path / "best.yaml",
+        {"loss.lambda1": 0.0123, "model.gkfm_hidden": 32, "model.gate": "sigmoid"},
+        sweep="sweep",
+    )
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    assert main(["tuned-args", str(best), "--params", str(params)]) == 0
+    words = capsys.readouterr().out.split()
+    assert words == [
+        "-S",
+        "loss.lambda1=0.0123",
+        "-S",
+        "model.gkfm_hidden=32",
+        "-S",
+        "model.gate=sigmoid",
+    ]
+    pairs = dict(word.split("=", 1) for word in words[1::2])
+    by_dvc = load_config(params).override({k: yaml.safe_load(v) for k, v in pairs.items()})
+    by_switch = apply_tuned(load_config(params).override({"train.tuned_params": str(best)}))
+    assert by_dvc.override({"train.tuned_params": str(best)}) == by_switch
+
+    bad = write_best_params(tmp_path / "bad.yaml", {"loss.lambda9": 0.1})
+    assert main(["tuned-args", str(bad), "--params", str(params)]) == 2
+    assert f"{bad}: loss.lambda9: unknown configuration key" in capsys.readouterr().err
+    assert main(["tuned-args", str(tmp_path / "none.yaml"), "--params", str(params)]) == 2
+    assert "not found; run `smartassign tune`" in capsys.readouterr().err

@@ -10,13 +10,17 @@
       loss.lambda1: 0.0123
       model.gkfm_hidden: 32
 
-Setting ``train.tuned_params`` to that path makes :func:`apply_tuned` lay ``params`` over
-the configuration the training driver builds; an empty ``train.tuned_params`` trains with
-params.yaml as it is.
+Two ways to train with them. Through DVC, :func:`dvc_set_args` turns them into ``-S
+key=value`` arguments, ``dvc exp run $(smartassign tuned-args)``: the values land in the
+experiment's params.yaml, which the train stage tracks key by key, so a new sweep result
+retrains. Without DVC, setting ``train.tuned_params`` to that path makes
+:func:`apply_tuned` lay ``params`` over the configuration the training driver builds; an
+empty ``train.tuned_params`` trains with params.yaml as it is.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,8 @@ def write_best_params(path: str | Path, params: Mapping[str, Any], **about: Any)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# Best trial of a Ray Tune sweep, written by `smartassign tune` (DVC stage tune).\n"
-        f"# Train with it: set `train.tuned_params: {path.as_posix()}` in params.yaml.\n"
+        f"# Train with it: `dvc exp run $(smartassign tuned-args {path.as_posix()})`, or\n"
+        f"# set `train.tuned_params: {path.as_posix()}` in params.yaml.\n"
     )
     body = {
         **{key: plain(value) for key, value in about.items()},
@@ -72,3 +77,21 @@ def apply_tuned(cfg: Config) -> Config:
         return cfg.override(params)
     except ConfigError as error:
         raise ConfigError(f"train.tuned_params ({cfg.train.tuned_params}): {error}") from None
+
+
+def dvc_set_args(cfg: Config, path: str | Path) -> list[str]:
+    """``["-S", "key=value", ...]`` for ``dvc exp run``, one pair per tuned param of the
+    best-params file at ``path``, checked against ``cfg`` first (a key or value the
+    config refuses is named here, not in the middle of a DVC run)."""
+    params = read_best_params(path)
+    try:
+        cfg.override(params)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    words: list[str] = []
+    for key, value in params.items():
+        text = json.dumps(value) if isinstance(value, bool | type(None)) else str(value)
+        if not text or any(char.isspace() for char in text):
+            raise ConfigError(f"{path}: {key}: {text!r} cannot pass as one -S word")
+        words += ["-S", f"{key}={text}"]
+    return words
