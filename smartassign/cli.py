@@ -148,6 +148,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_evaluation,
     )
     from smartassign.model_io import load_model
+    from smartassign.paper_report import paper_report
 
     cfg = _load(args)
     source = args.model or cfg.train.model_dir
@@ -165,6 +166,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     write_evaluation(evaluation, args.out)
     print(markdown_table(evaluation), end="")
     print(f"written to {args.out}/ (per_image.csv, summary.md, metrics.json, samples/)")
+    report = paper_report(cfg, evaluation.metrics, evaluation.split)
+    if report is not None:
+        (Path(args.out) / "paper_report.md").write_text(report)
+        print(f"the paper's Tables 1 and 2 beside this model: {args.out}/paper_report.md")
     model_uri = None if args.no_mlflow else logged_model_uri(source)
     logged = log_to_mlflow(evaluation, cfg, model_uri, root) if model_uri else None
     if logged:
