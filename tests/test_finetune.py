@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from smartassign.config import Config, ConfigError
+from smartassign.data.common import DataError
 from smartassign.data.prepare import prepare
 from smartassign.engine import tracking
 from smartassign.engine.run import fit, train
@@ -92,4 +93,31 @@ def test_a_missing_init_model_is_refused_before_ray_starts(tiny_config, tmp_path
     cfg = tiny_config("missing").override({"train.init": str(tmp_path / "nowhere")})
     _ray_must_not_start(monkeypatch)
     with pytest.raises(ConfigError, match=r"train\.init: .*nowhere: model folder not found"):
+        fit(cfg, track=False)
+
+
+def test_a_missing_dataset_root_is_named_by_its_key(tiny_config, tmp_path):
+    cfg = tiny_config("root").override(
+        {
+            "data.root": str(tmp_path / "data"),
+            "data.datasets": [
+                {"name": "h", "layout": "rain_streak", "root": str(tmp_path / "RainTrainH")}
+            ],
+        }
+    )
+    with pytest.raises(DataError, match=r"data\.datasets\[0\]\.root: data set 'h': root folder"):
+        prepare(cfg, progress=False)
+
+
+def test_a_train_split_without_pairs_is_refused_before_ray_starts(
+    tiny_config, real_data_dir, tmp_path, monkeypatch
+):
+    """A train manifest left empty (every pair held out, limited or skipped)."""
+    cfg = _heavy_rain(real_data_dir, tmp_path / "rain_h", tiny_config("empty"))
+    (tmp_path / "rain_h" / "manifests" / "train.jsonl").write_text("")
+    _ray_must_not_start(monkeypatch)
+    with pytest.raises(ConfigError, match=r"the train split in .* has no pairs"):
+        fit(cfg, track=False)
+    (tmp_path / "rain_h" / "manifests" / "train.jsonl").unlink()
+    with pytest.raises(ConfigError, match=r"data\.root: no training manifest .* prepare"):
         fit(cfg, track=False)

@@ -75,8 +75,12 @@ def prepare(cfg: Config, *, strict: bool = False, progress: bool = True) -> Prep
         pairs, found = generate(data, root / "synthetic", progress=progress)
         jobs += [_Job("synthetic", root / "synthetic", pair) for pair in pairs]
         issues += found
-    for spec in data.datasets:
-        pairs, found = list_pairs(spec)
+    for index, spec in enumerate(data.datasets):
+        try:
+            pairs, found = list_pairs(spec)
+        except DataError as error:
+            reason = f"data.datasets[{index}].root: {error.reason}"
+            raise DataError(reason, path=error.path, kind=error.kind) from None
         pairs = limit_splits(assign_splits(pairs, spec, data.seed), spec, data.seed)
         jobs += [_Job(spec.name, Path(spec.root).expanduser(), pair) for pair in pairs]
         issues += found

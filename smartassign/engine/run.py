@@ -36,7 +36,7 @@ from smartassign.engine.storage import (
     remove,
     write_state,
 )
-from smartassign.engine.validation import check_monitor_is_measured
+from smartassign.engine.validation import check_monitor_is_measured, check_training_data
 from smartassign.model import SmartAssign
 from smartassign.model_io import load_model, log_model, save_model_dir
 
@@ -218,6 +218,7 @@ def fit(
     check_device(cfg.train.device)
     cfg = absolute_paths(cfg, ("data.root", "train.model_dir"))
     check_monitor_is_measured(cfg)
+    check_training_data(cfg)
     init_weights = initial_weights(cfg)
     init_ray()
     run = TrainingRun.open(cfg, track=track)

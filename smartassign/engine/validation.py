@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from smartassign.config import Config
+from smartassign.config import Config, ConfigError
 from smartassign.config.train import check_monitor
 from smartassign.data import TASKS
 from smartassign.data.manifest import manifest_path, read_manifest
@@ -69,6 +69,25 @@ def validate(
     if total:
         metrics[f"{prefix}/recognition_acc"] = correct / total
     return metrics
+
+
+def check_training_data(cfg: Config) -> None:
+    """Refuse, before Ray starts, training without prepared data or with an empty train
+    split (every pair filtered out by ``max_pairs``, hold-outs or skipped files)."""
+    if "://" in cfg.data.root:
+        return
+    path = manifest_path(Path(cfg.data.root), "train")
+    if not path.is_file():
+        raise ConfigError(
+            f"data.root: no training manifest {path}; run `smartassign prepare` (or "
+            "`dvc repro prepare`) for these params first"
+        )
+    if not read_manifest(path):
+        raise ConfigError(
+            f"data.datasets / data.synthetic: the train split in {path} has no pairs (all "
+            "held out, limited by max_pairs or skipped: see report.json in data.root); "
+            "give the training split pairs"
+        )
 
 
 def check_monitor_is_measured(cfg: Config) -> None:

@@ -67,11 +67,12 @@ def start(
     from ray import tune
 
     from smartassign.engine.run import init_ray
-    from smartassign.engine.validation import check_monitor_is_measured
+    from smartassign.engine.validation import check_monitor_is_measured, check_training_data
     from smartassign.tuning.runs import open_parent
 
     cfg = absolute_paths(cfg)
     check_monitor_is_measured(cfg)
+    check_training_data(cfg)
     init_ray()
     client = tracking.client()
     restorable = tune.Tuner.can_restore(restore_path)
