@@ -97,3 +97,27 @@ def test_checkpoint_folders_are_removed_unless_the_session_takes_them(tiny_data)
     train_loop_per_worker({"config": config_from_dict(tree).to_dict(), "session": session})
     assert len(session.folders) == 2
     assert not any(folder.exists() for folder in session.folders)
+
+
+def test_the_papers_schedule_halves_the_rate_when_the_training_loss_stops_falling(tiny_data):
+    """``train.monitor: train/loss/total``: judged every epoch, validated or not, lower
+    being better; with patience 0 one epoch without a lower loss halves the rate."""
+    tree = tiny_tree(tiny_data)
+    tree["train"].update(
+        epochs=3,
+        val_every=3,
+        lr_schedule="plateau",
+        monitor="train/loss/total",
+        lr_patience=0,
+        warmup_steps=0,
+    )
+    run = WorkerRun(config_from_dict(tree), {"session": LocalSession()})
+    schedule = run.optimisation.scheduler
+    losses = iter([0.5, 0.6, 0.4])  # falls, rises (no improvement), falls
+    scales = []
+    for epoch in range(3):
+        run.end_epoch({"train/loss/total": next(losses)}, seconds=1.0)
+        scales.append(schedule.scale)
+        assert run.validates(epoch) == (epoch == 2)
+    assert scales == [1.0, 0.5, 0.5]
+    assert schedule.best == -0.4

@@ -9,6 +9,9 @@ from pydantic import Field, field_validator
 
 from smartassign.config.base import ConfigError, Section, quality_metric
 
+TRAINING_LOSS = "train/loss/total"
+"""The monitor of the paper's schedule: the epoch's mean training loss (lower is better)."""
+
 
 class TrainConfig(Section):
     """Optimisation (paper Sec. 4.1) and the Ray Train run."""
@@ -26,7 +29,9 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
     ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of the weights; 0 = off")
     monitor: str = Field(
-        "val/psnr_y_mean", description="validation metric driving the plateau schedule"
+        "val/psnr_y_mean",
+        description="metric driving the plateau schedule: a validation metric, or "
+        "train/loss/total (the paper: halve when the training loss stops falling)",
     )
     val_every: int = Field(
         5, ge=1, description="validate every N epochs and after the last (tune trials: 1)"
@@ -65,6 +70,8 @@ class TrainConfig(Section):
     @field_validator("monitor")
     @classmethod
     def _monitor_is_a_validation_metric(cls, value: str) -> str:
+        if value == TRAINING_LOSS:
+            return value
         return quality_metric(value, "val", ("psnr", "psnr_y"), per_dataset=False)
 
     @field_validator("resources_per_worker")
@@ -84,6 +91,8 @@ def check_monitor(monitor: str, *, tasks: Collection[str], recognition: bool, sc
     applied to the variant when the config is read and to the val split before training
     starts; ``scope`` names which (``"variant V4"``, ``"the val split (path)"``).
     """
+    if monitor == TRAINING_LOSS:
+        return
     if monitor.endswith("/recognition_acc") and not recognition:
         raise ConfigError(
             f"train.monitor: {monitor} is never measured: {scope} has no recognition head; "

@@ -27,6 +27,7 @@ import torch
 
 from smartassign.builder import build_model
 from smartassign.config import Config, config_from_dict
+from smartassign.config.train import TRAINING_LOSS
 from smartassign.data.dataset import build_dataloader
 from smartassign.data.tensors import to_pixels
 from smartassign.engine import tracking
@@ -389,8 +390,11 @@ class WorkerRun:
             metrics["train/lr"] = self.optimisation.optimizer.param_groups[0]["lr"]
             metrics["train/epoch_seconds"] = seconds
         metrics = _broadcast(metrics, self.world_size)
-        if validating:
-            self.optimisation.scheduler.after_validation(metrics[self.cfg.train.monitor])
+        monitor = self.cfg.train.monitor
+        if monitor == TRAINING_LOSS:  # every epoch; lower is better
+            self.optimisation.scheduler.after_validation(-metrics[monitor])
+        elif validating:
+            self.optimisation.scheduler.after_validation(metrics[monitor])
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
         self.progress.history.append(metrics)

@@ -8,7 +8,8 @@
   ends at a small learning rate, so its last weights are settled weights.
 - ``plateau`` (paper Sec. 4.1): after the warm-up the rate is multiplied by
   ``train.lr_factor`` whenever ``train.monitor`` has not improved for more than
-  ``train.lr_patience`` validations (one every ``train.val_every`` epochs); suited to long
+  ``train.lr_patience`` validations (one every ``train.val_every`` epochs), or epochs when
+  it monitors the training loss (``train/loss/total``, as the paper does); suited to long
   runs with no fixed end.
 """
 
@@ -59,7 +60,8 @@ class LearningRateSchedule:
         self._apply()
 
     def after_validation(self, monitored: float) -> None:
-        """Call after every validation with the monitored metric (higher is better)."""
+        """Call with the monitored value, higher is better: after every validation, or
+        after every epoch with the negated training loss (``train/loss/total``)."""
         if self.kind != "plateau":
             return
         if self.best is None or monitored > self.best:
