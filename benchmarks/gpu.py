@@ -102,7 +102,7 @@ def matmul_ceilings(device: torch.device, side: int) -> dict[str, float]:
         a = torch.randn(side, side, device=device, dtype=dtype)
         b = torch.randn(side, side, device=device, dtype=dtype)
         seconds = _median_block(lambda a=a, b=b: a @ b, device, steps=5, warmup=3)
-        result[f"{name}_matmul_tflops"] = round(2 * side**3 / seconds / 1e12, 3)
+        result[f"{name}_matmul_tflops"] = float(f"{2 * side**3 / seconds / 1e12:.4g}")
         del a, b
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     return result
@@ -168,7 +168,7 @@ def train_throughput(
         "peak_memory_mb": _peak_mb(device),
         "gflops_per_image": round(6 * macs / 1e9, 3),
         "achieved_tflops": round(tflops, 2),
-        "share_of_bf16_matmul_ceiling": round(tflops / bf16_peak, 4),
+        "share_of_bf16_matmul_ceiling": round(tflops / bf16_peak, 4) if bf16_peak else None,
         "kernels_per_step": kernels,
     }
     if mode.endswith("compile"):

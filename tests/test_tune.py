@@ -319,7 +319,7 @@ def test_tuned_args_turn_the_best_params_into_dvc_exp_run_arguments(tmp_path, ca
     )
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     assert main(["tuned-args", str(best), "--params", str(params)]) == 0
-    words = capsys.readouterr().out.split()
+    words = capsys.readouterr().out.splitlines()[-1].split()  # Ray may log lines before
     assert words == [
         "-S",
         "loss.lambda1=0.0123",
