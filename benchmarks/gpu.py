@@ -3,6 +3,7 @@
     python benchmarks/gpu.py [--params params.yaml] [--out benchmarks/results/gpu.json]
                              [--steps 40] [--budget 210] [--train-epochs 2]
                              [--device cuda|cpu] [--crops 256] [--sides 512 1024]
+                             [--no-compile]
 
 Measures, within ``--budget`` seconds (about 4 minutes with the start-up):
 
@@ -359,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--matmul-side", type=int, default=8192)
     parser.add_argument(
+        "--no-compile", action="store_true", help="leave out the torch.compile measurements"
+    )
+    parser.add_argument(
         "--loop",
         default="auto",
         choices=["auto", "ray", "in-process"],
@@ -403,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         report["train_loop"] = train_loop(cfg, device, args.train_epochs, Path(scratch), with_ray)
         print(f"train loop {report['train_loop']}", file=sys.stderr, flush=True)
         report["workers"] = workers_comparison(cfg, Path(scratch))
-    for mode in ("fp32_compile", "bf16_compile"):  # last: compiling takes a minute or more
+    compiled = () if args.no_compile else ("fp32_compile", "bf16_compile")
+    for mode in compiled:  # last: compiling takes a minute or more
         if budget.left() < 90:
             skipped.append(f"train {paper[0]}x{paper[1]} {mode}")
             continue

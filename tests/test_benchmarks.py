@@ -127,14 +127,15 @@ def test_gpu_benchmark_runs_every_part_on_the_cpu(tiny_config_file, tmp_path, mo
     argv = ["--params", params, "--device", "cpu", *small, "--loop", "in-process"]
     threads = torch.get_num_threads()
     try:
-        assert bench.main([*argv, "--budget", "60", "--out", str(out)]) == 0
+        assert bench.main([*argv, "--no-compile", "--budget", "900", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
     report = json.loads(out.read_text())
     modes = {(entry["batch"], entry["crop"], entry["mode"]) for entry in report["train"]}
     assert (4, 48, "bf16_channels_last") in modes and (TINY_BATCH, 32, "fp32") in modes
     assert (16, 48, "fp32") in modes
-    assert report["skipped_for_budget"] == ["train 4x48 fp32_compile", "train 4x48 bf16_compile"]
+    assert report["skipped_for_budget"] == []
+    assert len(report["train"]) == 9 and not any("compile" in e["mode"] for e in report["train"])
     assert all(entry["images_per_s"] > 0 for entry in report["train"])
     assert [(f["side"], f["mode"]) for f in report["forward"]] == [(48, "fp32"), (48, "bf16")]
     loop = report["train_loop"]
