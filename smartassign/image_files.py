@@ -57,7 +57,7 @@ def _read_sixteen_bit(path: Path, grey: bool) -> SourceImage:
     if pixels.ndim == 2:
         return SourceImage(np.repeat(pixels[..., None], 3, axis=2), None, True)
     alpha = pixels[..., 3].copy() if pixels.shape[2] == 4 else None
-    rgb = np.ascontiguousarray(pixels[..., 2::-1] if pixels.shape[2] >= 3 else pixels)
+    rgb = np.ascontiguousarray(pixels[..., 2::-1])  # OpenCV's BGR(A) -> RGB
     if grey:  # grey + alpha arrives as four equal-coloured channels
         rgb = np.repeat(rgb[..., :1], 3, axis=2)
     return SourceImage(rgb, alpha, grey)
