@@ -21,20 +21,25 @@ from .test_train import _ray_must_not_start
 pytestmark = pytest.mark.slow
 
 
-def _heavy_rain(real_data_dir: Path, root: Path, base: Config) -> Config:
-    """RainTrainH_12 alone: 3 pairs held out for test, 3 for val (by name), 6 to train."""
-    dataset = {
+def rain_train_h(real_data_dir: Path) -> dict:
+    """The RainTrainH_12 folder in its published Rain-streak layout, a quarter of its pairs
+    held out for test and a quarter for val (by name)."""
+    return {
         "name": "rain_train_h",
         "layout": "rain_streak",
         "root": str(real_data_dir / "RainTrainH_12"),
         "val_fraction": 0.25,
         "test_fraction": 0.25,
     }
+
+
+def _heavy_rain(real_data_dir: Path, root: Path, base: Config) -> Config:
+    """RainTrainH_12 alone (:func:`rain_train_h`), prepared into ``root``."""
     cfg = base.override(
         {
             "data.root": str(root),
             "data.synthetic": {**base.data.synthetic.model_dump(mode="json"), "enabled": False},
-            "data.datasets": [dataset],
+            "data.datasets": [rain_train_h(real_data_dir)],
             "data.samples_per_epoch": 64,
         }
     )

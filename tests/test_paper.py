@@ -15,6 +15,7 @@ from smartassign.engine.run import train
 from smartassign.paper_report import PUBLISHED, paper_report
 
 from .engine_fixtures import _tree
+from .test_finetune import rain_train_h
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "experiments" / "paper.yaml"
@@ -28,17 +29,10 @@ def test_the_paper_experiment_trains_on_a_real_benchmark_and_reports_table_1(
     cfg = load_config(params, experiment=str(PAPER))
     protocol = (cfg.data.crop_size, cfg.train.batch_size, cfg.train.lr, cfg.loss.recog_weight)
     assert protocol == (256, 4, 4e-4, 1.0)
-    rain_streak = {
-        "name": "rain_train_h",
-        "layout": "rain_streak",
-        "root": str(real_data_dir / "RainTrainH_12"),
-        "val_fraction": 0.25,
-        "test_fraction": 0.25,
-    }
     cfg = cfg.override(
         {
             "data.root": str(tmp_path / "data"),
-            "data.datasets": [rain_streak],  # Rain-streak's training split, in its layout
+            "data.datasets": [rain_train_h(real_data_dir)],  # Rain-streak's training split
             "data.num_workers": 0,
             "train.epochs": 2,
         }
