@@ -17,7 +17,7 @@ class TrainConfig(Section):
     """Optimisation (paper Sec. 4.1) and the Ray Train run."""
 
     seed: int = Field(0, ge=0)
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
@@ -34,7 +34,7 @@ class TrainConfig(Section):
         "train/loss/total (the paper: halve when the training loss stops falling)",
     )
     val_every: int = Field(
-        5, ge=1, description="validate every N epochs and after the last (tune trials: 1)"
+        10, ge=1, description="validate every N epochs and after the last (tune trials: 1)"
     )
     num_workers: int = Field(
         1, ge=0, description="Ray Train workers (DDP); 0 only inside `smartassign tune` trials"
