@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 TASKS: tuple[str, ...] = ("rain", "snow")
 """Task names as written in manifests; a task's integer label is its index (0 rain, 1 snow)."""
 
@@ -74,3 +76,14 @@ class Issue:
             "reason": self.reason,
             "action": self.action,
         }
+
+
+def identical_pair(
+    pair: Pair, degraded: np.ndarray, clean: np.ndarray, dataset: str
+) -> Issue | None:
+    """The issue of a pair whose input and target hold the same pixels (nothing to
+    restore; RainTrainL pair 6 of the release), or ``None``."""
+    if not np.array_equal(degraded, clean):
+        return None
+    reason = f"input and target {pair.target.name} are identical: nothing to restore"
+    return Issue(dataset, str(pair.input), "identical_pair", reason, "skipped")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from smartassign.config import Config, DataConfig, DatasetSpec
-from smartassign.data.common import SPLITS, DataError, Issue, Pair
+from smartassign.data.common import SPLITS, DataError, Issue, Pair, identical_pair
 from smartassign.data.images import read_rgb, split_side_by_side, write_png
 from smartassign.data.layouts import list_pairs
 from smartassign.data.manifest import (
@@ -196,12 +196,9 @@ def _check(job: _Job, data: DataConfig, root: Path) -> tuple[list[Record], list[
             *issues,
             Issue(job.dataset, str(pair.input), "size_mismatch", reason, "skipped"),
         ]
-    if np.array_equal(degraded, clean):
-        reason = f"input and target {pair.target.name} are identical: nothing to restore"
-        return [], [
-            *issues,
-            Issue(job.dataset, str(pair.input), "identical_pair", reason, "skipped"),
-        ]
+    identical = identical_pair(pair, degraded, clean, job.dataset)
+    if identical is not None:
+        return [], [*issues, identical]
     too_small = min(height, width) < data.crop_size
     if pair.split == "train" and too_small and data.small_images == "refuse":
         reason = (

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from smartassign.config import DatasetSpec
-from smartassign.data.common import Issue, Pair
+from smartassign.data.common import Issue, Pair, identical_pair
 from smartassign.data.images import read_rgb
 from smartassign.data.layouts import list_pairs
 
@@ -91,10 +91,7 @@ def unusable(pair: Pair, degraded: np.ndarray, clean: np.ndarray, dataset: str) 
             f"{clean.shape[1]}x{clean.shape[0]} differ in size"
         )
         return Issue(dataset, str(pair.input), "size_mismatch", reason, "skipped")
-    if np.array_equal(degraded, clean):
-        reason = f"input and target {pair.target.name} are identical: nothing to restore"
-        return Issue(dataset, str(pair.input), "identical_pair", reason, "skipped")
-    return None
+    return identical_pair(pair, degraded, clean, dataset)
 
 
 def load_check_sets(root: Path | None, names: tuple[str, ...]) -> CheckSets:
