@@ -126,7 +126,8 @@ def _ablate(args: argparse.Namespace) -> int:
         print("run the same command again to retry them (finished runs are kept)", file=sys.stderr)
         return 1
     print(result.tables)
-    print(f"written to {result.out_dir}/ (tables.md, metrics.json, runs.csv, ablation.png)")
+    files = "tables.md, metrics.json, runs.csv, knowledge.csv, ablation.png"
+    print(f"written to {result.out_dir}/ ({files})")
     print(f"MLflow parent run {result.parent_run_id}")
     return 0
 
@@ -143,11 +144,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         evaluate,
         evaluate_real,
         log_to_mlflow,
-        logged_model_uri,
         markdown_table,
         write_evaluation,
     )
     from smartassign.model_io import load_model
+    from smartassign.model_metrics import logged_model_uri
     from smartassign.paper_report import paper_report
 
     cfg = _load(args)
@@ -176,6 +177,38 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"MLflow run {logged[0]}: metrics linked to logged model {logged[1]}")
     elif not args.no_mlflow:
         print(f"not logged to MLflow: no logged model of {source} in this tracking store")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from smartassign.analysis.analyze import analyze
+    from smartassign.analysis.report import FILES
+
+    cfg = _load(args)
+    source = args.model or cfg.train.model_dir
+    result = analyze(
+        cfg,
+        source,
+        split=args.split,
+        out_dir=args.out,
+        device=_device(args, cfg),
+        progress=not args.quiet,
+        track=not args.no_mlflow,
+    )
+    analysis = result.analysis
+    for line in analysis.skipped:
+        print(f"skipped: {line}")
+    if analysis.counts:
+        counts = ", ".join(f"{name} {count}" for name, count in analysis.counts.items())
+        print(f"{analysis.stats.atoms} knowledge atoms: {counts}")
+    for space, value in analysis.separation.items():
+        tasks = ", ".join(f"{task} {score:.3f}" for task, score in value.per_task.items())
+        print(f"separation of rk / ck / sk ({space}): {value.mean:.3f} ± {value.std:.3f} ({tasks})")
+    print(f"written to {result.out_dir}/ ({', '.join(FILES)})")
+    if result.run_id:
+        print(f"MLflow run {result.run_id}: files under analysis/")
+    elif not args.no_mlflow:
+        print(f"not logged to MLflow: no training run of {source} in this tracking store")
     return 0
 
 
@@ -402,6 +435,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _device_option(evaluation)
     evaluation.set_defaults(handler=_evaluate)
+
+    analysis = commands.add_parser(
+        "analyze",
+        help="knowledge assignment of a model: gate statistics, atom classes, separation, "
+        "t-SNE (paper Fig. 3; DVC stage 'analyze')",
+    )
+    _params_options(analysis, "params file")
+    analysis.add_argument("--model", help="model folder or MLflow URI (default train.model_dir)")
+    analysis.add_argument(
+        "--split", choices=["val", "test"], help="split to analyse (default analysis.split)"
+    )
+    analysis.add_argument("--out", help="output folder (default analysis.out_dir)")
+    analysis.add_argument("--quiet", action="store_true", help="no progress bar")
+    analysis.add_argument(
+        "--no-mlflow",
+        action="store_true",
+        help="do not log to MLflow (by default the files and numbers go to the model's "
+        "training run, or a child run of it for a registered model)",
+    )
+    _device_option(analysis)
+    analysis.set_defaults(handler=_analyze)
 
     reg = commands.add_parser("register", help="register the trained model (alias challenger)")
     _params_options(reg, "params file")

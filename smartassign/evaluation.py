@@ -258,16 +258,6 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> None:
             write_png(out / "samples" / f"{prefix}{group}.png", grid)
 
 
-def logged_model_uri(source: str | Path) -> str | None:
-    """The MLflow logged model of a model source: a ``models:/`` URI itself, or the one
-    training logged for a model folder (its ``mlflow_model_uri`` file); else ``None``."""
-    text = str(source)
-    if text.startswith("models:/"):
-        return text
-    path = Path(source) / "mlflow_model_uri"
-    return path.read_text().strip() if path.is_file() else None
-
-
 def log_to_mlflow(
     evaluation: Evaluation, cfg: Config, model_uri: str, real_root: Path | None = None
 ) -> tuple[str, str] | None:

@@ -23,6 +23,16 @@ TEST_DATASET = "test"
 REAL_DATASET = "real-checks"
 
 
+def logged_model_uri(source: str | Path) -> str | None:
+    """The MLflow logged model of a model source: a ``models:/`` URI itself, or the one
+    training logged for a model folder (its ``mlflow_model_uri`` file); else ``None``."""
+    text = str(source)
+    if text.startswith("models:/"):
+        return text
+    path = Path(source) / "mlflow_model_uri"
+    return path.read_text().strip() if path.is_file() else None
+
+
 def model_id_of(model_uri: str) -> str | None:
     """The logged model (``m-...``) behind ``model_uri``: ``models:/m-...`` itself, or the
     source of a registered ``models:/<name>/<version>`` / ``models:/<name>@<alias>``;

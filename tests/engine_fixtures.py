@@ -119,3 +119,20 @@ def tiny_config_file(tiny_data: Path, tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+def trained_model_folder(folder: Path, params: Path) -> str:
+    """A model folder as training leaves it with MLflow on (untrained weights): weights,
+    config and the URI of its logged model, in a run of ``registry.experiment``."""
+    from smartassign.builder import build_model
+    from smartassign.config import load_config
+    from smartassign.engine import tracking
+    from smartassign.model_io import log_model, save_model_dir
+
+    cfg = load_config(params)
+    save_model_dir(build_model(cfg), folder, yaml.safe_dump(cfg.to_dict()))
+    client = tracking.client()
+    run = client.create_run(tracking.experiment_id(client, cfg.registry.experiment))
+    uri = log_model(folder, run.info.run_id)
+    (folder / "mlflow_model_uri").write_text(uri + "\n")
+    return uri

@@ -28,6 +28,7 @@ def test_shipped_params_load_into_typed_sections():
         "registry",
         "inference",
         "evaluate",
+        "analysis",
     }
 
 
@@ -69,6 +70,8 @@ def test_unknown_section_is_refused(tmp_path):
         ("loss", "lambda1", -0.1),
         ("train", "lr", 0),
         ("train", "device", "tpu"),
+        ("analysis", "split", "train"),
+        ("analysis", "closed_below", 1.0),
     ],
 )
 def test_out_of_range_values_name_the_key(tmp_path, section, key, value):

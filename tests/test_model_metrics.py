@@ -4,7 +4,6 @@ the logged model, found with ``mlflow.search_logged_models`` and read by the reg
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,21 +12,11 @@ from smartassign.builder import build_model
 from smartassign.cli import main
 from smartassign.config import load_config
 from smartassign.engine import tracking
-from smartassign.model_io import log_model, save_model_dir
+from smartassign.model_io import save_model_dir
 from smartassign.model_metrics import digest
 from smartassign.registry import list_versions
 
-
-def _trained_model(folder: Path, params: Path) -> str:
-    """A model folder as training leaves it with MLflow on: weights, config and the URI
-    of its logged model."""
-    cfg = load_config(params)
-    save_model_dir(build_model(cfg), folder, yaml.safe_dump(cfg.to_dict()))
-    client = tracking.client()
-    run = client.create_run(tracking.experiment_id(client, cfg.registry.experiment))
-    uri = log_model(folder, run.info.run_id)
-    (folder / "mlflow_model_uri").write_text(uri + "\n")
-    return uri
+from .engine_fixtures import trained_model_folder
 
 
 def test_evaluate_links_its_metrics_to_the_logged_model_and_the_test_set(
@@ -36,7 +25,7 @@ def test_evaluate_links_its_metrics_to_the_logged_model_and_the_test_set(
     import mlflow
 
     params = tiny_config_file("evaluated")
-    uri = _trained_model(tmp_path / "model", params)
+    uri = trained_model_folder(tmp_path / "model", params)
     out = tmp_path / "evaluate"
     args = ["--params", str(params), "--model", str(tmp_path / "model"), "--no-real"]
     assert main(["evaluate", *args, "--out", str(out), "--quiet"]) == 0

@@ -1,15 +1,16 @@
 """One typed configuration object, loaded from ``params.yaml``.
 
-Every hyper-parameter of the project lives in ``params.yaml`` under nine sections
+Every hyper-parameter of the project lives in ``params.yaml`` under ten sections
 (``model``, ``loss``, ``data``, ``train``, ``tune``, ``ablation``, ``registry``,
-``inference``, ``evaluate``), one module each here. :func:`load_config` reads the file into
-:class:`Config`; unknown keys and out-of-range values are refused with a
+``inference``, ``evaluate``, ``analysis``), one module each here. :func:`load_config` reads
+the file into :class:`Config`; unknown keys and out-of-range values are refused with a
 :class:`ConfigError` that names the offending key, e.g. ``model.channels``. The rules for
 setting keys from a sweep or study are :mod:`smartassign.config.overrides`'.
 
 Nothing here imports another part of the package: everything else imports the config.
 """
 
+from smartassign.config.analysis import AnalysisConfig
 from smartassign.config.base import (
     QUALITY_METRICS,
     TASKS,
@@ -54,6 +55,7 @@ __all__ = [
     "TASKS",
     "TRIAL_KEYS",
     "AblationConfig",
+    "AnalysisConfig",
     "CharbonnierForm",
     "Config",
     "ConfigError",

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from smartassign.config.analysis import AnalysisConfig
 from smartassign.config.base import ConfigError, Section
 from smartassign.config.data import DataConfig
 from smartassign.config.evaluate import EvaluateConfig
@@ -36,6 +37,7 @@ class Config(Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     @model_validator(mode="after")
     def _recognition_window_is_the_crop(self) -> Config:
