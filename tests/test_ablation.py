@@ -172,13 +172,41 @@ def test_tables_hold_mean_and_spread_with_v4_per_task(study_scores):
     assert "`train.epochs=2`" in text
 
 
+def _knowledge(arm: str, seed: int, separation: float, drm: bool) -> report.KnowledgeScore:
+    """A run's last result holding the knowledge numbers an arm has, read back."""
+    metrics = {
+        "knowledge/separation_atoms": separation,
+        "knowledge/atoms_rain_led": 3 + seed,
+        "knowledge/atoms_shared": 5,
+        "knowledge/atoms_snow_led": 2,
+        "knowledge/atoms_closed": 0,
+        "knowledge/images_rain": 12,  # not a number the report shows
+        "test/psnr_y_mean": 30.0,
+    }
+    if drm:
+        metrics["knowledge/separation_drm"] = separation + 0.5
+    return report.knowledge_of_run(arm, seed, metrics)
+
+
 def test_report_files_metrics_and_plot(study_scores, tmp_path):
     scores, arms = study_scores
+    knowledge = [
+        _knowledge(arm, seed, 0.1 * seed + (0.2 if arm == "V6" else 0.0), drm=arm != "V1")
+        for arm in ("V1", "V6")
+        for seed in (0, 1)
+    ]
     out = report.write_report(
-        scores, tmp_path / "ablate", arms=arms, seeds=[0, 1], overrides={}, metric="psnr_y"
+        scores,
+        tmp_path / "ablate",
+        arms=arms,
+        seeds=[0, 1],
+        overrides={},
+        metric="psnr_y",
+        knowledge=knowledge,
     )
     assert sorted(p.name for p in out.iterdir()) == [
         "ablation.png",
+        "knowledge.csv",
         "metrics.json",
         "runs.csv",
         "tables.md",
@@ -191,9 +219,29 @@ def test_report_files_metrics_and_plot(study_scores, tmp_path):
     assert len(rows) == len(scores)
     assert {r["arm"] for r in rows} == {"V1", "V4-rain", "V4-snow", "V6", "K1", "K2"}
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
-    flat = report.flat_metrics(report.aggregate(scores))
+    flat = report.flat_metrics(report.aggregate(scores), report.aggregate_knowledge(knowledge))
     assert flat["K2/synthetic/snow/psnr_y"] == pytest.approx(26.5)
     assert flat["K2/synthetic/snow/psnr_y_std"] == pytest.approx(0.5**0.5)
+    assert flat["V6/knowledge/separation_drm"] == pytest.approx(0.75)
+
+    # the knowledge assignment per arm: V1 (no DRM) and V6 side by side, over the seeds
+    assert metrics["V6"]["knowledge"]["separation_atoms"] == {"mean": 0.25, "std": 0.0707}
+    assert metrics["V1"]["knowledge"]["atoms_rain_led"] == {"mean": 3.5, "std": 0.7071}
+    assert "separation_drm" not in metrics["V1"]["knowledge"]
+    tables = (out / "tables.md").read_text().split("## Knowledge assignment per arm")[1]
+    rows = {line.split(" | ")[0]: line for line in tables.splitlines() if line.startswith("| ")}
+    assert (
+        rows["| V1"] == "| V1 | 0.050 ± 0.071 | - | 3.5 ± 0.7 | 5.0 ± 0.0 | 2.0 ± 0.0 | 0.0 ± 0.0 |"
+    )
+    assert rows["| V6"].startswith("| V6 | 0.250 ± 0.071 | 0.750 ± 0.071 |")
+    assert rows["| K1"] == "| K1 | - | - | - | - | - | - |"
+    lines = list(csv.DictReader((out / "knowledge.csv").open()))
+    assert [(r["arm"], r["seed"], r["separation_drm"]) for r in lines] == [
+        ("V1", "0", ""),
+        ("V1", "1", ""),
+        ("V6", "0", "0.7"),
+        ("V6", "1", "0.8"),
+    ]
 
 
 # --- a study on the shared Ray instance --------------------------------------------------
@@ -257,6 +305,7 @@ def test_interrupted_study_resumes_and_k1_trains_on_the_v6_backbone(
     assert sorted(by_name) == ["K1 seed 0", "V5 seed 0", "V6 seed 0"]  # none ran twice
     assert all(run.info.status == "FINISHED" for run in children)
     assert "test/synthetic/rain/psnr_y" in by_name["K1 seed 0"].data.metrics
+    assert "knowledge/separation_atoms" in by_name["K1 seed 0"].data.metrics
     v6_run = by_name["V6 seed 0"].info.run_id
     assert by_name["K1 seed 0"].data.tags[BACKBONE_TAG] == v6_run
 
@@ -280,3 +329,5 @@ def test_interrupted_study_resumes_and_k1_trains_on_the_v6_backbone(
     assert {"ablation/tables.md", "ablation/metrics.json", "ablation/ablation.png"} <= artifacts
     metrics = json.loads((tmp_path / "ablate" / "metrics.json").read_text())
     assert set(metrics) == {"seeds", "V5", "V6", "K1"}
+    assert "separation_drm" in metrics["V6"]["knowledge"]  # K1 has no DRM
+    assert set(metrics["K1"]["knowledge"]) == set(report.KNOWLEDGE) - {"separation_drm"}

@@ -67,12 +67,15 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     _run([*git, "commit", "-qm", "copy"], repo, env)
 
     first = _run(["dvc", "repro"], repo, env)
-    for stage in ("prepare", "train", "evaluate", "register", "promote"):
+    for stage in ("prepare", "train", "evaluate", "analyze", "register", "promote"):
         assert f"Running stage '{stage}'" in first, stage
     assert "tune" not in first
     decision = json.loads((repo / "outputs/promote/decision.json").read_text())
     assert decision["promoted"] is True and decision["candidate"] == 1
     assert "| synthetic | rain |" in (repo / "outputs/evaluate/summary.md").read_text()
+    analysis = json.loads((repo / "outputs/analyze/metrics.json").read_text())
+    assert analysis["atoms"] == tree["model"]["channels"] and "separation_drm" in analysis
+    assert (repo / "outputs/analyze/tsne.png").read_bytes()[:4] == b"\x89PNG"
 
     second = _run(["dvc", "repro"], repo, env)
     assert "Running stage" not in second
@@ -97,7 +100,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
         repo,
         env,
     )
-    for stage in ("train", "evaluate", "register", "promote"):
+    for stage in ("train", "evaluate", "analyze", "register", "promote"):
         assert f"Running stage '{stage}'" in experiment, stage
     assert "Running stage 'prepare'" not in experiment
     trained = yaml.safe_load((repo / "models/smartassign/config.yaml").read_text())
@@ -122,10 +125,11 @@ def _check_remote(repo: Path, tmp_path: Path, env: dict[str, str], git: list[str
     shutil.copy2(repo / "dvc.lock", clone / "dvc.lock")
     _run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], clone, env)
     _run(["dvc", "pull", "dvc.yaml"], clone, env)
-    stages = ["prepare", "train", "evaluate", "register", "promote"]
+    stages = ["prepare", "train", "evaluate", "analyze", "register", "promote"]
     assert "up to date" in _run(["dvc", "status", *stages], clone, env)
     assert (clone / "outputs/evaluate/metrics.json").is_file()
     assert (clone / "outputs/train/history.json").is_file()
+    assert (clone / "outputs/analyze/gates.png").is_file()
     assert (clone / "models/smartassign/model.pt").is_file()
 
 
@@ -137,10 +141,13 @@ def _check_ablation(repo: Path, env: dict[str, str]) -> None:
     out = repo / "outputs/ablate/report"
     assert sorted(p.name for p in out.iterdir()) == [
         "ablation.png",
+        "knowledge.csv",
         "metrics.json",
         "runs.csv",
         "tables.md",
     ]
+    knowledge = list(csv.DictReader((out / "knowledge.csv").open()))
+    assert sorted(row["arm"] for row in knowledge) == sorted(ARMS)
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert sorted({row["arm"] for row in rows}) == sorted(ARMS)
     assert {(row["arm"], row["task"]) for row in rows if row["arm"].startswith("V4")} == {
@@ -155,6 +162,8 @@ def _check_ablation(repo: Path, env: dict[str, str]) -> None:
     metrics = shown[""]["data"]["outputs/ablate/report/metrics.json"]["data"]
     assert set(metrics) == {"seeds", *ARMS}
     assert metrics["K1"]["synthetic"]["snow"]["psnr_y"]["mean"] > 0
+    assert "separation_drm" in metrics["V6"]["knowledge"]  # K1 has no DRM
+    assert "separation_atoms" in metrics["K1"]["knowledge"]
 
     client = tracking.client(f"sqlite:///{repo / 'mlflow.db'}")
     (parent,) = client.search_runs(

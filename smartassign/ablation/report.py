@@ -11,6 +11,10 @@ the V4 column holds the rain model V4^r on rain rows and the snow model V4^s on 
 - ``tables.md``: Table 3 (V1-V6) and Table 4 (K1, K2 and V6), on Y and on RGB;
 - ``metrics.json`` (DVC metrics): ``<arm>.<dataset>.<task>.<metric>.{mean,std}`` and ``seeds``;
 - ``runs.csv``: one line per run and (dataset, task), with its Ray trial and MLflow run;
+- ``knowledge.csv``: one line per run: the knowledge-assignment numbers of
+  :mod:`smartassign.analysis` (atoms per class, separation of rk / ck / sk on the pooled
+  raw atoms, which every arm with GKFMs has, and in the DRM space, which V1, K1, K2 lack);
+  ``tables.md`` and ``metrics.json`` hold them per arm, over the seeds;
 - ``ablation.png``: a bar plot of ``ablation.metric`` per arm, error bars one std.
 """
 
@@ -28,12 +32,24 @@ from typing import Any
 from smartassign.ablation.arms import Arm
 
 METRICS = ("psnr", "psnr_y", "ssim", "ssim_y")
-TABLES_FILE, METRICS_FILE, RUNS_FILE, PLOT_FILE = (
+TABLES_FILE, METRICS_FILE, RUNS_FILE, KNOWLEDGE_FILE, PLOT_FILE = (
     "tables.md",
     "metrics.json",
     "runs.csv",
+    "knowledge.csv",
     "ablation.png",
 )
+KNOWLEDGE_PREFIX = "knowledge/"
+"""Prefix of a run's knowledge-assignment numbers in its last result."""
+KNOWLEDGE = (
+    "separation_atoms",
+    "separation_drm",
+    "atoms_rain_led",
+    "atoms_shared",
+    "atoms_snow_led",
+    "atoms_closed",
+)
+"""The knowledge-assignment numbers of a run the report shows, in its column order."""
 #: what each column of the tables removes (paper Sec. 4.3)
 REMOVED = {
     "V1": "knowledge contrast",
@@ -96,6 +112,26 @@ def scores_of_run(
 
 
 @dataclass(frozen=True)
+class KnowledgeScore:
+    """The knowledge-assignment numbers of one run (those its model has): a line of
+    ``knowledge.csv``."""
+
+    arm: str
+    seed: int
+    values: dict[str, float]
+
+
+def knowledge_of_run(arm: str, seed: int, metrics: Mapping[str, Any]) -> KnowledgeScore:
+    """The ``knowledge/<name>`` numbers of :data:`KNOWLEDGE` in one run's last result."""
+    found = {
+        name: float(metrics[f"{KNOWLEDGE_PREFIX}{name}"])
+        for name in KNOWLEDGE
+        if f"{KNOWLEDGE_PREFIX}{name}" in metrics
+    }
+    return KnowledgeScore(arm, seed, found)
+
+
+@dataclass(frozen=True)
 class Spread:
     """Mean and sample standard deviation of one value over the seeds of an arm."""
 
@@ -136,6 +172,40 @@ def aggregate(scores: Iterable[Score]) -> Stats:
         key: {metric: spread(found) for metric, found in per_metric.items()}
         for key, per_metric in values.items()
     }
+
+
+#: arm -> knowledge number -> spread over seeds
+KnowledgeStats = dict[str, dict[str, Spread]]
+
+
+def aggregate_knowledge(scores: Iterable[KnowledgeScore]) -> KnowledgeStats:
+    """Every knowledge number of every arm, over the seeds."""
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for score in scores:
+        for name, value in score.values.items():
+            values[score.arm][name].append(value)
+    return {
+        arm: {name: spread(found) for name, found in per_name.items()}
+        for arm, per_name in values.items()
+    }
+
+
+def knowledge_table(stats: KnowledgeStats, arms: Sequence[Arm]) -> str:
+    """One row per arm: separation of rk / ck / sk (pooled raw atoms, DRM space) and the
+    atoms per class; ``-`` where the arm has no such number (V2 has no GKFM, V1 / K1 / K2
+    no DRM)."""
+    lines = [
+        "| arm | separation (atoms) | separation (DRM) | rain-led | shared | snow-led | closed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm in arms:
+        found = stats.get(arm.name, {})
+        cells = [
+            found[name].text(3 if name.startswith("separation") else 1) if name in found else "-"
+            for name in KNOWLEDGE
+        ]
+        lines.append(f"| {arm.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 #: a table column: header and the arm shown in it per task
@@ -187,9 +257,14 @@ def markdown_table(stats: Stats, cols: Sequence[Column], psnr: str, ssim: str) -
 
 
 def tables_markdown(
-    stats: Stats, arms: Sequence[Arm], seeds: Sequence[int], overrides: Mapping[str, Any]
+    stats: Stats,
+    arms: Sequence[Arm],
+    seeds: Sequence[int],
+    overrides: Mapping[str, Any],
+    knowledge: KnowledgeStats | None = None,
 ) -> str:
-    """``tables.md``: Tables 3 and 4, each on Y and on RGB, with what each column removes."""
+    """``tables.md``: Tables 3 and 4, each on Y and on RGB, with what each column removes;
+    then the knowledge assignment per arm."""
     budget = ", ".join(f"`{k}={v}`" for k, v in overrides.items()) or "params.yaml as is"
     listed = ", ".join(map(str, seeds))
     over = (
@@ -221,30 +296,62 @@ def tables_markdown(
             markdown_table(stats, cols, "psnr", "ssim"),
             f"Removed: {removed}.\n",
         ]
+    if knowledge:
+        parts += [
+            "## Knowledge assignment per arm (paper Fig. 3, docs/analysis.md)\n",
+            "Test split. Separation: silhouette score (cosine) of the rk / ck / sk rows per "
+            "image, mean over the images; on the pooled raw atoms (every arm with GKFMs) and "
+            "on the DRM rows (arms with the knowledge contrast). Atoms per class by the rule "
+            "of `analysis.lead_margin` / `analysis.closed_below`.\n",
+            knowledge_table(knowledge, arms),
+        ]
     return "\n".join(parts)
 
 
-def metrics_tree(stats: Stats, seeds: Sequence[int]) -> dict[str, Any]:
-    """``metrics.json``: ``<arm>.<dataset>.<task>.<metric>.{mean,std}`` (std from 2 seeds)."""
+def _spread_node(value: Spread) -> dict[str, float]:
+    node = {"mean": round(value.mean, 4)}
+    if value.std is not None:
+        node["std"] = round(value.std, 4)
+    return node
+
+
+def metrics_tree(
+    stats: Stats, seeds: Sequence[int], knowledge: KnowledgeStats | None = None
+) -> dict[str, Any]:
+    """``metrics.json``: ``<arm>.<dataset>.<task>.<metric>.{mean,std}`` (std from 2 seeds)
+    and ``<arm>.knowledge.<name>.{mean,std}``."""
     tree: dict[str, Any] = {"seeds": len(seeds)}
     for (arm, dataset, task), per_metric in sorted(stats.items()):
         node = tree.setdefault(arm, {}).setdefault(dataset, {}).setdefault(task, {})
         for metric, value in per_metric.items():
-            node[metric] = {"mean": round(value.mean, 4)}
-            if value.std is not None:
-                node[metric]["std"] = round(value.std, 4)
+            node[metric] = _spread_node(value)
+    for arm, per_name in sorted((knowledge or {}).items()):
+        node = tree.setdefault(arm, {}).setdefault("knowledge", {})
+        for name, value in per_name.items():
+            node[name] = _spread_node(value)
     return tree
 
 
-def flat_metrics(stats: Stats) -> dict[str, float]:
+def flat_metrics(stats: Stats, knowledge: KnowledgeStats | None = None) -> dict[str, float]:
     """Every cell as MLflow metrics: ``<arm>/<dataset>/<task>/<metric>`` (mean) and
-    ``..._std``."""
+    ``..._std``; the knowledge numbers as ``<arm>/knowledge/<name>``."""
+    cells = {
+        f"{arm}/{dataset}/{task}/{metric}": value
+        for (arm, dataset, task), per_metric in stats.items()
+        for metric, value in per_metric.items()
+    }
+    cells.update(
+        {
+            f"{arm}/knowledge/{name}": value
+            for arm, per_name in (knowledge or {}).items()
+            for name, value in per_name.items()
+        }
+    )
     flat: dict[str, float] = {}
-    for (arm, dataset, task), per_metric in stats.items():
-        for metric, value in per_metric.items():
-            flat[f"{arm}/{dataset}/{task}/{metric}"] = value.mean
-            if value.std is not None:
-                flat[f"{arm}/{dataset}/{task}/{metric}_std"] = value.std
+    for key, value in cells.items():
+        flat[key] = value.mean
+        if value.std is not None:
+            flat[f"{key}_std"] = value.std
     return flat
 
 
@@ -294,19 +401,33 @@ def write_report(
     seeds: Sequence[int],
     overrides: Mapping[str, Any],
     metric: str,
+    knowledge: Sequence[KnowledgeScore] = (),
 ) -> Path:
-    """Write the four files of the module docstring to ``out_dir``; return it."""
+    """Write the five files of the module docstring to ``out_dir``; return it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stats = aggregate(scores)
-    (out / TABLES_FILE).write_text(tables_markdown(stats, arms, seeds, overrides))
-    (out / METRICS_FILE).write_text(json.dumps(metrics_tree(stats, seeds), indent=2) + "\n")
+    assigned = aggregate_knowledge(knowledge)
+    (out / TABLES_FILE).write_text(tables_markdown(stats, arms, seeds, overrides, assigned))
+    tree = metrics_tree(stats, seeds, assigned)
+    (out / METRICS_FILE).write_text(json.dumps(tree, indent=2) + "\n")
     with (out / RUNS_FILE).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Score)])
         writer.writeheader()
         for score in sorted(scores, key=lambda s: (s.arm, s.seed, s.dataset, s.task)):
             writer.writerow(
                 {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(score).items()}
+            )
+    with (out / KNOWLEDGE_FILE).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["arm", "seed", *KNOWLEDGE])
+        writer.writeheader()
+        for run in sorted(knowledge, key=lambda k: (k.arm, k.seed)):
+            writer.writerow(
+                {
+                    "arm": run.arm,
+                    "seed": run.seed,
+                    **{k: round(v, 4) for k, v in run.values.items()},
+                }
             )
     bar_plot(stats, arms, metric, out / PLOT_FILE)
     return out

@@ -199,6 +199,7 @@ def _finish(
     """Scores of every run; the report files and MLflow records when every run finished."""
     trial_runs = _trial_runs(client, parent_run_id)
     scores: list[report.Score] = []
+    knowledge: list[report.KnowledgeScore] = []
     for result in results:
         trial_id = str((result.metrics or {}).get("trial_id", ""))
         found = (
@@ -217,6 +218,9 @@ def _finish(
             failed.append(f"{_label(result)}: {reason}")
             if trial_id in trial_runs:
                 client.set_terminated(trial_runs[trial_id], "FAILED")
+        else:
+            arm, seed = result.config[ARM], int(result.config[SEED])
+            knowledge.append(report.knowledge_of_run(arm, seed, result.metrics))
         scores += found
     if failed:
         client.set_terminated(parent_run_id, "FAILED")
@@ -229,11 +233,11 @@ def _finish(
         seeds=study.seeds,
         overrides=study.overrides,
         metric=study.metric,
+        knowledge=knowledge,
     )
     client.log_artifacts(parent_run_id, str(out), "ablation")
-    tracking.log_metrics(
-        client, parent_run_id, report.flat_metrics(report.aggregate(scores)), step=0
-    )
+    flat = report.flat_metrics(report.aggregate(scores), report.aggregate_knowledge(knowledge))
+    tracking.log_metrics(client, parent_run_id, flat, step=0)
     client.set_terminated(parent_run_id)
     experiment.complete(path, cfg, parent_run_id)
     tables = (out / report.TABLES_FILE).read_text()

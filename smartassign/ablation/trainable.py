@@ -5,7 +5,9 @@ A run is a Ray Tune function trainable, like a sweep trial
 process through :class:`~smartassign.tuning.trainable.TuneSession`, in an MLflow child run
 of the study's parent run, and resumes from the trial's last epoch checkpoint. After the
 last epoch the trial restores every test image with the final weights and reports the
-test metrics (``test/<dataset>/<task>/<metric>``) as its last result. K1 / K2 runs load the
+test metrics (``test/<dataset>/<task>/<metric>``) and the knowledge-assignment numbers of
+:mod:`smartassign.analysis` on the same images (``knowledge/<name>``: atoms per class,
+separation) as its last result. K1 / K2 runs load the
 trained V6 encoder and GKFMs of their seed before training (paper Table 4).
 """
 
@@ -18,6 +20,8 @@ import torch
 from ray import tune
 
 from smartassign.ablation.arms import arm_named, run_config
+from smartassign.ablation.report import KNOWLEDGE_PREFIX
+from smartassign.analysis.analyze import knowledge_analysis
 from smartassign.config import config_from_dict
 from smartassign.engine import tracking
 from smartassign.engine.devices import worker_device
@@ -78,5 +82,12 @@ def run_arm(config: dict[str, Any], study: StudyContext) -> None:
         model = load_model(directory, worker_device(cfg.train.device))
     print(f"{arm.name} seed {seed}: scoring the test split", flush=True)
     scores = evaluate(model, cfg, "test", progress=False)
-    session.report({**scores.metrics, "epoch": cfg.train.epochs})
+    knowledge = knowledge_analysis(model, cfg, cfg, "test")[0].metrics()
+    session.report(
+        {
+            **scores.metrics,
+            **{f"{KNOWLEDGE_PREFIX}{key}": value for key, value in knowledge.items()},
+            "epoch": cfg.train.epochs,
+        }
+    )
     client.set_terminated(run_id)
