@@ -12,11 +12,26 @@ scikit-learn's ``china.jpg`` photo upscaled 2x (bicubic) to 854x1280, restored w
 ``inference.tile_size`` / ``tile_overlap`` of the params. For each image and tile setting:
 the whole-image pass, and the tiled pass with ``gate_statistics`` ``image`` and ``tile``:
 the largest absolute difference of the derained image to the whole pass (before 8-bit
-quantisation) and the median time of ``--repeats`` runs."""
+quantisation) and the median time of ``--repeats`` runs.
+
+Per-pixel time by image size (``--megapixels``, default 1, 4 and 12): the photo upscaled to
+each size and restored in tiles of the params' size, with both ``gate_statistics``; each
+time per pixel is set against the whole-image pass of the 1-MP image (the most a whole pass
+can take here without swapping), as a ratio. The process's peak resident memory after each
+size shows whether memory grows with the image (sizes run in increasing order). The
+``image`` output equals a whole-image pass, so the PSNR between the two modes' outputs says
+how far per-tile statistics move the result.
+
+Quality on real pairs (``--real-tiles``, default 192/64): when the real check sets are
+present (``evaluate.real_data``), each pair is derained whole and in tiles of that size
+with both ``gate_statistics``; the mean PSNR-Y against the targets per set. The pairs are
+smaller than the default tile, so small tiles stand in for a large photo's many tiles."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import resource
 import statistics
 import sys
 import tempfile
@@ -33,11 +48,13 @@ from reporting import write_report
 from smartassign.builder import build_model
 from smartassign.config import load_config
 from smartassign.data.images import read_rgb
+from smartassign.data.real_checks import load_check_sets, real_data_root
 from smartassign.data.synthetic import builtin_photos
-from smartassign.data.tensors import to_tensor
+from smartassign.data.tensors import to_pixels, to_tensor
 from smartassign.engine.devices import machine
 from smartassign.export import export_model
 from smartassign.inference import forward_tiled
+from smartassign.metrics import psnr
 from smartassign.model import SmartAssign
 from smartassign.model_io import load_model
 
@@ -57,13 +74,56 @@ def _smooth_image(height: int, width: int) -> torch.Tensor:
     return F.avg_pool2d(torch.rand(1, 3, 2 * height, 2 * width, generator=generator), 2)
 
 
-def _photo() -> torch.Tensor:
+def _photo(scale: float = 2.0) -> torch.Tensor:
+    """scikit-learn's ``china.jpg`` (427 x 640) upscaled by ``scale`` (bicubic)."""
     path = next(p.path for p in builtin_photos() if p.name == "china")
     pixels = read_rgb(path).pixels
-    upscaled = cv2.resize(
-        pixels, (2 * pixels.shape[1], 2 * pixels.shape[0]), interpolation=cv2.INTER_CUBIC
-    )
-    return to_tensor(upscaled)[None]
+    size = (round(scale * pixels.shape[1]), round(scale * pixels.shape[0]))
+    return to_tensor(cv2.resize(pixels, size, interpolation=cv2.INTER_CUBIC))[None]
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _per_pixel(
+    model: SmartAssign, sizes: list[float], repeats: int, base: Any
+) -> list[dict[str, Any]]:
+    """Tiled time per pixel at each size against the whole pass at the first size."""
+    photo_pixels = 427 * 640
+    reference = _photo(math.sqrt(sizes[0] * 1e6 / photo_pixels))
+    _, whole_s = _median_seconds(lambda: model(reference).derain, repeats)
+    whole_us = 1e6 * whole_s / reference[0, 0].numel()
+    rows = []
+    for megapixels in sizes:
+        image = _photo(math.sqrt(megapixels * 1e6 / photo_pixels))
+        pixels = image[0, 0].numel()
+        row: dict[str, Any] = {
+            "image": f"{image.shape[2]}x{image.shape[3]}",
+            "megapixels": round(pixels / 1e6, 2),
+            "tile_size": base.tile_size,
+            "tile_overlap": base.tile_overlap,
+            "whole_us_per_px": round(whole_us, 3),
+            "whole_reference": f"{reference.shape[2]}x{reference.shape[3]}",
+        }
+        outputs = {}
+        for statistics_kind in ("image", "tile"):
+            settings = base.model_copy(update={"gate_statistics": statistics_kind})
+            outputs[statistics_kind], seconds = _median_seconds(
+                lambda s=settings, i=image: forward_tiled(model, i, s).derain,
+                1 if megapixels > sizes[0] else repeats,
+            )
+            us = 1e6 * seconds / pixels
+            row[f"{statistics_kind}_us_per_px"] = round(us, 3)
+            row[f"{statistics_kind}_ratio"] = round(us / whole_us, 3)
+        difference = (outputs["image"].clamp(0, 1) - outputs["tile"].clamp(0, 1)).pow(2).mean()
+        row["tile_vs_image_psnr"] = (
+            round(float(-10 * torch.log10(difference)), 2) if difference > 0 else None
+        )
+        row["peak_rss_mb"] = _peak_rss_mb()
+        rows.append(row)
+        print(row, file=sys.stderr)
+    return rows
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
@@ -98,6 +158,44 @@ def _tiles(
     return row
 
 
+def _real_pairs(
+    model: SmartAssign, cfg: Any, tile: int, overlap: int
+) -> dict[str, dict[str, float]] | None:
+    """Mean PSNR-Y per real check set: the input, the whole pass and the tiled passes."""
+    root = real_data_root(cfg.evaluate.real_data)
+    checks = load_check_sets(root, cfg.evaluate.real_sets)
+    if not checks.pairs:
+        print(f"no real check sets under {root}: quality on real pairs skipped", file=sys.stderr)
+        return None
+    scores: dict[str, dict[str, list[float]]] = {}
+    for pair in checks.pairs:
+        image = to_tensor(pair.degraded)[None]
+        outputs = {"whole": model(image).derain}
+        for statistics_kind in ("image", "tile"):
+            settings = cfg.inference.model_copy(
+                update={
+                    "tile_size": tile,
+                    "tile_overlap": overlap,
+                    "gate_statistics": statistics_kind,
+                }
+            )
+            outputs[statistics_kind] = forward_tiled(model, image, settings).derain
+        found = scores.setdefault(pair.dataset, {})
+        found.setdefault("input", []).append(psnr(pair.degraded, pair.clean, y_channel=True))
+        for name, output in outputs.items():
+            restored = to_pixels(output[0])
+            found.setdefault(name, []).append(psnr(restored, pair.clean, y_channel=True))
+    return {
+        dataset: {
+            "pairs": len(found["input"]),
+            "tile_size": tile,
+            "tile_overlap": overlap,
+            **{f"{name}_psnr_y": round(statistics.fmean(v), 3) for name, v in found.items()},
+        }
+        for dataset, found in scores.items()
+    }
+
+
 def _export(model: SmartAssign, fmt: str, folder: Path) -> dict[str, Any]:
     start = time.perf_counter()
     result = export_model(model, folder / f"model.{fmt}", fmt)
@@ -114,11 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--small-tiles", default="128/64,160/96", help="tile/overlap pairs")
+    parser.add_argument(
+        "--megapixels", default="1,4,12", help="image sizes of the per-pixel comparison"
+    )
+    parser.add_argument(
+        "--real-tiles", default="192/64", help="tile/overlap of the real-pair comparison"
+    )
     parser.add_argument("--no-export", action="store_true", help="skip the export timings")
     parser.add_argument("--out", default="benchmarks/results/inference.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = load_config(args.params).inference
+    cfg = load_config(args.params)
+    settings = cfg.inference
     model = load_model(args.model) if args.model else _seeded_model(args.params)
     pairs = [tuple(int(v) for v in item.split("/")) for item in args.small_tiles.split(",")]
     rows = []
@@ -132,11 +237,17 @@ def main(argv: list[str] | None = None) -> int:
             _tiles(model, photo, settings.tile_size, settings.tile_overlap, args.repeats, settings)
         )
         print(rows[-1], file=sys.stderr)
+        sizes = [float(value) for value in args.megapixels.split(",")]
+        per_pixel = _per_pixel(model, sizes, args.repeats, settings)
+        real_tile, real_overlap = (int(v) for v in args.real_tiles.split("/"))
+        real = _real_pairs(model, cfg, real_tile, real_overlap)
     report: dict[str, Any] = {
         "params_file": args.params,
         "model": args.model or "seeded random weights",
         "threads": args.threads,
         "tiles": rows,
+        "per_pixel": per_pixel,
+        "real_pairs": real,
         "machine": machine(),
     }
     if not args.no_export:

@@ -3,9 +3,10 @@
 * :func:`forward_tiled`: the network on one image of any size in overlapping tiles, blended
   with a raised-cosine ramp over the overlap. Tiles start on multiples of the model's
   ``size_multiple``, so their attention windows line up with the whole-image pass.
-  The channel gates (Eq. 9, 11) pool over the whole input; with ``gate_statistics: image``
-  the tiles use the whole image's means, so the tiled result matches the whole-image pass
-  up to the tiles' border effects (a few 1e-4) and the tile size is only a memory setting.
+  The channel gates (Eq. 9, 11) pool over their input: by default each tile's own means
+  (one pass); with ``gate_statistics: image`` the tiles use the whole image's means, so the
+  tiled result matches the whole-image pass up to the tiles' border effects and the tile
+  size is only a memory setting.
 * :func:`restore_image`: ``uint8`` or ``uint16`` pixels in, the same out; ``task="auto"``
   lets the recognition head (D_re) pick the decoder from the logits of the same pass.
 * :func:`restore_paths`: files and folders in, PNG files out in the form they came in
@@ -291,7 +292,8 @@ def forward_tiled(
             for head in heads:
                 sums[head][region] += getattr(out, head)[index] * weight
             weights[region] += weight
-    crops = {head: (sums[head] / weights)[..., :height, :width] for head in heads}
+    del padded
+    crops = {head: sums[head].div_(weights)[..., :height, :width] for head in heads}
     logits = recognition.logits() if recognition is not None else None
     return SmartAssignOutput(crops.get("derain"), crops.get("desnow"), logits)
 

@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 import torch
 
+from smartassign.config import load_config
 from tests.engine_fixtures import TINY_BATCH
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -103,7 +104,11 @@ def test_inference_benchmark_measures_tiles_against_the_whole_pass(
     argv = ["--params", str(tiny_config_file("inference")), "--repeats", "1", "--threads", "1"]
     threads = torch.get_num_threads()
     try:
-        assert bench.main([*argv, "--small-tiles", "96/48", "--no-export", "--out", str(out)]) == 0
+        sizes = ["--megapixels", "0.1,0.6"]  # one tile; several tiles of 512
+        assert (
+            bench.main([*argv, "--small-tiles", "96/48", *sizes, "--no-export", "--out", str(out)])
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     report = json.loads(out.read_text())
@@ -114,7 +119,35 @@ def test_inference_benchmark_measures_tiles_against_the_whole_pass(
         assert 0 < row["image_max_abs_diff"] < 1e-3, row
         assert 0 < row["tile_max_abs_diff"] < 0.05, row
         assert row["whole_s"] > 0 and row["image_s"] > 0 and row["tile_s"] > 0
+    one_tile, tiled = report["per_pixel"]
+    assert one_tile["megapixels"] == pytest.approx(0.1, abs=0.01) and tiled["megapixels"] > 0.5
+    assert one_tile["tile_vs_image_psnr"] is None  # one tile: both modes are the whole pass
+    assert tiled["tile_vs_image_psnr"] > 20
+    for row in (one_tile, tiled):
+        assert row["whole_us_per_px"] > 0 and row["peak_rss_mb"] > 0
+        for mode in ("image", "tile"):
+            assert row[f"{mode}_ratio"] == pytest.approx(
+                row[f"{mode}_us_per_px"] / row["whole_us_per_px"], rel=0.01
+            )
+    assert report["real_pairs"] is None  # the tiny config names no real data
     assert "export" not in report
+
+
+def test_inference_benchmark_scores_both_tiled_modes_on_real_pairs(
+    tiny_config_file, real_data_dir, monkeypatch
+):
+    bench = _load("inference", monkeypatch)
+    params = str(tiny_config_file("real"))
+    cfg = load_config(params).override(
+        {"evaluate.real_data": str(real_data_dir), "evaluate.real_sets": ["Rain12"]}
+    )
+    with torch.inference_mode():
+        rows = bench._real_pairs(bench._seeded_model(params), cfg, 96, 32)
+    row = rows["Rain12"]
+    assert row["pairs"] == 12 and (row["tile_size"], row["tile_overlap"]) == (96, 32)
+    assert row["input_psnr_y"] == pytest.approx(30.14, abs=0.01)  # Rain12's own inputs
+    assert row["image_psnr_y"] == pytest.approx(row["whole_psnr_y"], abs=0.05)
+    assert abs(row["tile_psnr_y"] - row["whole_psnr_y"]) < 1.0
 
 
 def test_gpu_benchmark_runs_every_part_on_the_cpu(tiny_config_file, tmp_path, monkeypatch):
