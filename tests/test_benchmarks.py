@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -44,7 +45,22 @@ def test_training_benchmark_times_the_worker_epochs_with_and_without_ray(
     assert report["plain_epoch_s"] > 0
     assert report["ray_epoch_s"] > 0
     assert report["ray_overhead_ratio"] > 0
+    assert len(report["plain_epoch_s_before_after"]) == 2
+    shares = report["ray_run_machine_share"]
+    assert shares["training_worker"] > 0
+    assert 0 < sum(shares.values()) <= 1.05
     assert report["machine"]["cpu_count"] >= 1
+
+
+def test_process_cpu_counts_a_child_in_the_group_of_its_command_line(monkeypatch):
+    process_cpu = _load("process_cpu", monkeypatch)
+    burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+    with process_cpu.ProcessCpu(
+        lambda command: "burner" if "process_time" in command else "other", interval=0.05
+    ) as cpu:
+        subprocess.run([sys.executable, "-c", burn], check=True)
+    assert cpu.seconds()["burner"] == pytest.approx(0.4, abs=0.15)
+    assert cpu.machine_share()["burner"] <= 1.0
 
 
 def test_learning_speed_benchmark_records_a_point_per_epoch_of_the_worker_loop(
