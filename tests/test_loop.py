@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,22 @@ def test_the_papers_schedule_halves_the_rate_when_the_training_loss_stops_fallin
         assert run.validates(epoch) == (epoch == 2)
     assert scales == [1.0, 0.5, 0.5]
     assert schedule.best == -0.4
+
+
+@pytest.mark.parametrize("every", [0, 2])
+def test_step_line_every_n_steps_with_rate_loss_and_eta(tiny_data, capfd, every):
+    tree = tiny_tree(tiny_data)
+    tree["train"].update(epochs=2, log_every_steps=every)
+    run = WorkerRun(config_from_dict(tree), {"session": LocalSession()})
+    capfd.readouterr()
+    for epoch in range(2):
+        run.train_epoch(epoch)
+    total = 2 * len(run.train_loader)
+    found = re.findall(
+        r"^  step (\d+)/(\d+)  [\d.]+ img/s  loss ([\d.]+)  ETA \d+:\d\d:\d\d$",
+        capfd.readouterr().out,
+        flags=re.MULTILINE,
+    )
+    expected = list(range(every, total + 1, every)) if every else []
+    assert [int(step) for step, _, _ in found] == expected
+    assert all(int(of) == total and float(loss) > 0 for _, of, loss in found)
