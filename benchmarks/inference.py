@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from reporting import write_report
@@ -74,12 +75,23 @@ def _smooth_image(height: int, width: int) -> torch.Tensor:
     return F.avg_pool2d(torch.rand(1, 3, 2 * height, 2 * width, generator=generator), 2)
 
 
-def _photo(scale: float = 2.0) -> torch.Tensor:
-    """scikit-learn's ``china.jpg`` (427 x 640) upscaled by ``scale`` (bicubic)."""
-    path = next(p.path for p in builtin_photos() if p.name == "china")
-    pixels = read_rgb(path).pixels
+def _china() -> np.ndarray:
+    """scikit-learn's ``china.jpg`` (427 x 640), ``uint8`` pixels."""
+    return read_rgb(next(p.path for p in builtin_photos() if p.name == "china")).pixels
+
+
+def _photo(scale: float = 2.0, pixels: np.ndarray | None = None) -> torch.Tensor:
+    """``pixels`` (default: the china photo) upscaled by ``scale`` (bicubic)."""
+    pixels = _china() if pixels is None else pixels
     size = (round(scale * pixels.shape[1]), round(scale * pixels.shape[0]))
     return to_tensor(cv2.resize(pixels, size, interpolation=cv2.INTER_CUBIC))[None]
+
+
+def _tiled_settings(base: Any, statistics_kind: str, tile: int, overlap: int) -> Any:
+    """``base`` inference settings with the given tiles and gate statistics."""
+    return base.model_copy(
+        update={"tile_size": tile, "tile_overlap": overlap, "gate_statistics": statistics_kind}
+    )
 
 
 def _peak_rss_mb() -> float:
@@ -90,13 +102,14 @@ def _per_pixel(
     model: SmartAssign, sizes: list[float], repeats: int, base: Any
 ) -> list[dict[str, Any]]:
     """Tiled time per pixel at each size against the whole pass at the first size."""
-    photo_pixels = 427 * 640
-    reference = _photo(math.sqrt(sizes[0] * 1e6 / photo_pixels))
+    china = _china()
+    photo_pixels = china.shape[0] * china.shape[1]
+    reference = _photo(math.sqrt(sizes[0] * 1e6 / photo_pixels), china)
     _, whole_s = _median_seconds(lambda: model(reference).derain, repeats)
     whole_us = 1e6 * whole_s / reference[0, 0].numel()
     rows = []
     for megapixels in sizes:
-        image = _photo(math.sqrt(megapixels * 1e6 / photo_pixels))
+        image = _photo(math.sqrt(megapixels * 1e6 / photo_pixels), china)
         pixels = image[0, 0].numel()
         row: dict[str, Any] = {
             "image": f"{image.shape[2]}x{image.shape[3]}",
@@ -108,7 +121,7 @@ def _per_pixel(
         }
         outputs = {}
         for statistics_kind in ("image", "tile"):
-            settings = base.model_copy(update={"gate_statistics": statistics_kind})
+            settings = _tiled_settings(base, statistics_kind, base.tile_size, base.tile_overlap)
             outputs[statistics_kind], seconds = _median_seconds(
                 lambda s=settings, i=image: forward_tiled(model, i, s).derain,
                 1 if megapixels > sizes[0] else repeats,
@@ -147,9 +160,7 @@ def _tiles(
         "whole_s": whole_s,
     }
     for statistics_kind in ("image", "tile"):
-        settings = base.model_copy(
-            update={"tile_size": tile, "tile_overlap": overlap, "gate_statistics": statistics_kind}
-        )
+        settings = _tiled_settings(base, statistics_kind, tile, overlap)
         tiled, seconds = _median_seconds(
             lambda s=settings: forward_tiled(model, image, s).derain, repeats
         )
@@ -172,13 +183,7 @@ def _real_pairs(
         image = to_tensor(pair.degraded)[None]
         outputs = {"whole": model(image).derain}
         for statistics_kind in ("image", "tile"):
-            settings = cfg.inference.model_copy(
-                update={
-                    "tile_size": tile,
-                    "tile_overlap": overlap,
-                    "gate_statistics": statistics_kind,
-                }
-            )
+            settings = _tiled_settings(cfg.inference, statistics_kind, tile, overlap)
             outputs[statistics_kind] = forward_tiled(model, image, settings).derain
         found = scores.setdefault(pair.dataset, {})
         found.setdefault("input", []).append(psnr(pair.degraded, pair.clean, y_channel=True))

@@ -23,7 +23,7 @@ class ProcessCpu:
 
     ``classify`` maps a command line to a group name. A process is counted in the group of
     its last command line (Ray renames an idle worker when it takes a task), from the CPU
-    time it had when first seen (zero if it started after :meth:`start`).
+    time it had when first seen (zero if it started inside the block).
     """
 
     classify: Callable[[str], str]
