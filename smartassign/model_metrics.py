@@ -21,8 +21,6 @@ DIGEST_LENGTH = 32
 
 TEST_DATASET = "test"
 REAL_DATASET = "real-checks"
-MODEL_URI_FILE = "mlflow_model_uri"
-"""File of a model folder holding the URI of the MLflow logged model training wrote."""
 
 
 def logged_model_uri(source: str | Path) -> str | None:
@@ -31,7 +29,7 @@ def logged_model_uri(source: str | Path) -> str | None:
     text = str(source)
     if text.startswith("models:/"):
         return text
-    path = Path(source) / MODEL_URI_FILE
+    path = Path(source) / tracking.MODEL_URI_FILE
     return path.read_text().strip() if path.is_file() else None
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from smartassign.config import Config
 from smartassign.data.common import TASKS
 from smartassign.engine import tracking
-from smartassign.model_metrics import MODEL_URI_FILE, metrics_of, model_id_of
+from smartassign.model_metrics import metrics_of, model_id_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -320,7 +320,7 @@ def list_versions(cfg: Config) -> list[VersionInfo]:
 
 def model_uri_of(model_dir: Path) -> str:
     """The MLflow URI training logged for ``model_dir`` (``mlflow_model_uri`` file)."""
-    path = Path(model_dir) / MODEL_URI_FILE
+    path = Path(model_dir) / tracking.MODEL_URI_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: the model was trained without MLflow tracking "

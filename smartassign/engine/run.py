@@ -39,7 +39,6 @@ from smartassign.engine.storage import (
 from smartassign.engine.validation import check_monitor_is_measured, check_training_data
 from smartassign.model import SmartAssign
 from smartassign.model_io import load_model, log_model, save_model_dir
-from smartassign.model_metrics import MODEL_URI_FILE
 
 RUN_STATE_FILE = "smartassign_run.json"
 """Resume state of a training run (config fingerprint, MLflow run, completed), beside Ray's."""
@@ -273,7 +272,7 @@ def train(cfg: Config, *, fault: dict[str, Any] | None = None, track: bool = Tru
     history = json.loads((Path(cfg.train.model_dir) / "history.json").read_text())
     if run_id is not None:
         model_uri = log_model(Path(cfg.train.model_dir), run_id)
-        (Path(cfg.train.model_dir) / MODEL_URI_FILE).write_text(model_uri + "\n")
+        (Path(cfg.train.model_dir) / tracking.MODEL_URI_FILE).write_text(model_uri + "\n")
         tracking.client().set_terminated(run_id)
     return TrainResult(
         run_id=run_id,

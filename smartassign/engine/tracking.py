@@ -23,6 +23,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+MODEL_URI_FILE = "mlflow_model_uri"
+"""File of a model folder holding the URI of the MLflow logged model training wrote."""
 
 
 def tracking_uri() -> str:
