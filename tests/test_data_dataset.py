@@ -124,6 +124,29 @@ def test_training_samples_carry_the_whole_image_thumbnail_and_their_box_in_it(
     assert "context" not in plain and "box" not in plain
 
 
+def test_clean_share_shows_that_share_of_training_samples_clean(tmp_path):
+    """Identity pairs: the clean crop as input, its context the clean image's thumbnail."""
+    _record(tmp_path, "clean.png", _noise(40, 50, seed=1))
+    record = _record(tmp_path, "rainy.png", _noise(40, 50, seed=2), target="clean.png")
+    dataset = PairedImageDataset(
+        [record], tmp_path, train=True, crop_size=24, seed=4, veil_context=True, clean_share=0.3
+    )
+    clean_whole = PairedImageDataset([record], tmp_path, train=False)[0]["target"]
+    clean_thumb = veil_context(clean_whole[None])[0]
+    samples = [dataset[0] for _ in range(400)]
+    shown_clean = [s for s in samples if torch.equal(s["input"], s["target"])]
+    assert 0.24 < len(shown_clean) / len(samples) < 0.36
+    for sample in shown_clean:
+        assert torch.equal(sample["context"], clean_thumb) or torch.equal(
+            sample["context"], clean_thumb.flip(-1)
+        )
+    assert all(int(s["task"]) == 0 for s in shown_clean)  # still labelled with the pair's task
+    evaluated = PairedImageDataset([record], tmp_path, train=False, clean_share=0.3)
+    assert not any(torch.equal(s["input"], s["target"]) for s in (evaluated[0] for _ in range(20)))
+    plain = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=4)
+    assert not any(torch.equal(s["input"], s["target"]) for s in (plain[0] for _ in range(50)))
+
+
 def test_cached_pairs_give_the_same_samples_within_the_budget(tmp_path):
     records = [_record(tmp_path, f"{i}.png", _noise(40, 50, seed=i)) for i in range(3)]
     pair_bytes = 2 * 40 * 50 * 3

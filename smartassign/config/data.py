@@ -193,6 +193,12 @@ class DataConfig(Section):
         "pad", description="training images smaller than crop_size: reflect-pad or refuse"
     )
     balance_tasks: bool = Field(True, description="draw rain and snow equally in training")
+    clean_share: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of training samples shown clean: input = target (identity pairs)",
+    )
     samples_per_epoch: int = Field(
         3840, ge=0, description="training samples per epoch; 0 = size of the training manifest"
     )

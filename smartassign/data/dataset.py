@@ -10,7 +10,10 @@ In training mode each pair gets the same random ``crop_size`` crop and horizonta
 evaluation mode images are returned whole (so evaluation batches hold one image). With
 ``veil_context`` a training sample also holds ``"context"`` (the thumbnail of the whole
 degraded image, flipped with the crop) and ``"box"`` (the crop's box in it), which the
-network's veil removal needs (smartassign/model/veil.py). Decoded
+network's veil removal needs (smartassign/model/veil.py). With
+``clean_share`` a training sample is, with that probability, an identity pair: the clean
+crop as both input and target (still labelled with its pair's task), so the decoders learn
+to leave rain- and snow-free content as it is (docs/data.md, "Clean samples"). Decoded
 pairs (and their thumbnails) are kept in memory up to ``cache_mb`` (per process, so per
 DataLoader worker): small crops of large images would otherwise spend most of the loading
 time decoding.
@@ -49,6 +52,7 @@ class PairedImageDataset(Dataset):
         seed: int = 0,
         cache_mb: int = 0,
         veil_context: bool = False,
+        clean_share: float = 0.0,
     ):
         if not records:
             raise DataError("no pairs to load: the manifest is empty (see data/report.json)")
@@ -64,6 +68,8 @@ class PairedImageDataset(Dataset):
         self.labels = [task_label(record.task) for record in self.records]
         self.cache_bytes = cache_mb * 2**20
         self.veil_context = veil_context and train
+        self.clean_share = clean_share if train else 0.0
+        self._clean_draws = np.random.default_rng(seed)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._contexts: dict[int, torch.Tensor] = {}
         self._cached_bytes = 0
@@ -97,12 +103,15 @@ class PairedImageDataset(Dataset):
             seed=cfg.data.seed,
             cache_mb=cfg.data.cache_mb if split == "train" else 0,
             veil_context=cfg.model.veil_removal,
+            clean_share=cfg.data.clean_share,
         )
 
     def reseed(self, seed: int) -> None:
-        """Re-seed the augmentation (each DataLoader worker must draw its own crops)."""
+        """Re-seed the augmentation and the clean-sample draws (each DataLoader worker must
+        draw its own crops)."""
         if self.transform is not None:
             self.transform.set_random_seed(seed)
+        self._clean_draws = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -139,15 +148,22 @@ class PairedImageDataset(Dataset):
         return context
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        whole, clean = self._pair(index)
-        degraded = whole
+        whole, clean_whole = self._pair(index)
+        degraded, clean = whole, clean_whole
         extra: dict[str, torch.Tensor] = {}
         if self.transform is not None:
-            out = self.transform(image=whole, target=clean)
+            out = self.transform(image=whole, target=clean_whole)
             degraded, clean = out["image"], out["target"]
+            shown_clean = bool(self.clean_share) and self._clean_draws.random() < self.clean_share
+            if shown_clean:
+                degraded = clean
             if self.veil_context:
                 box, flipped = crop_box(out["applied_transforms"], *whole.shape[:2])
-                context = self._context(index, whole)
+                context = (
+                    veil_context(to_tensor(clean_whole)[None])[0]
+                    if shown_clean
+                    else self._context(index, whole)
+                )
                 extra = {
                     "context": context.flip(-1) if flipped else context,
                     "box": torch.from_numpy(box),
