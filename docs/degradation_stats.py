@@ -4,8 +4,10 @@ Measures every rain pair of the real check folders (Rain12, RainTrainL_10, RainT
 SPA-Data samples; identical pairs are left out) and the snowy photos without ground truth
 with :mod:`smartassign.data.statistics`, then the same numbers on pairs the generator of
 ``params.yaml`` makes from the builtin photos (in memory, as the prepare stage would).
-Writes ``docs/degradation_stats.json`` (median and 10th / 90th percentile per source) and
-prints the markdown tables of docs/data.md::
+Also measures, per real set, what an oracle that removes only rain would gain
+(:func:`~smartassign.data.statistics.removal_bounds`, mean PSNR-Y per set). Writes
+``docs/degradation_stats.json`` (median and 10th / 90th percentile per source, the bounds)
+and prints the markdown tables of docs/data.md::
 
     python docs/degradation_stats.py --real ../shared/data/real --params params.yaml
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from smartassign.config import REAL_CHECK_SETS, load_config
 from smartassign.data.images import read_rgb
 from smartassign.data.layouts import image_files
 from smartassign.data.real_checks import load_check_sets
-from smartassign.data.statistics import rain_statistics, snow_statistics
+from smartassign.data.statistics import rain_statistics, removal_bounds, snow_statistics
 from smartassign.data.synthetic import (
     BUILTIN_PHOTOS,
     BUILTIN_TRAIN_PHOTOS,
@@ -92,6 +95,24 @@ def table(summaries: dict[str, dict[str, list[float]]], keys: tuple[str, ...]) -
     return "\n".join(lines)
 
 
+def _mean(values: list[float]) -> float | None:
+    """Mean PSNR-Y, or ``None`` where an oracle restored a target exactly (infinite)."""
+    return None if math.inf in values else round(float(np.mean(values)), 2)
+
+
+def bounds_table(bounds: dict[str, dict[str, float | None]]) -> str:
+    """Markdown: per real set, the mean input PSNR-Y and each oracle's mean and gain."""
+    keys = ("streaks_removed", "veil_removed", "brightening_removed")
+    lines = ["| real pairs | input | " + " | ".join(keys) + " |", "|---" * 5 + "|"]
+    for name, row in bounds.items():
+        cells = [
+            "exact" if row[k] is None else f"{row[k]:.2f} ({row[k] - row['input']:+.2f})"
+            for k in keys
+        ]
+        lines.append(f"| {name} | {row['input']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default="../shared/data/real", type=Path)
@@ -101,15 +122,15 @@ def main() -> None:
     args = parser.parse_args()
 
     rain: dict[str, dict[str, list[float]]] = {}
+    bounds: dict[str, dict[str, float | None]] = {}
     counts: dict[str, int] = {}
     checks = load_check_sets(args.real, REAL_CHECK_SETS)
     for name in REAL_CHECK_SETS:
-        rows = [
-            rain_statistics(pair.degraded, pair.clean).as_dict()
-            for pair in checks.pairs
-            if pair.dataset == name
-        ]
+        pairs = [pair for pair in checks.pairs if pair.dataset == name]
+        rows = [rain_statistics(pair.degraded, pair.clean).as_dict() for pair in pairs]
         rain[name], counts[name] = summarise(rows, RAIN_KEYS), len(rows)
+        oracle = [removal_bounds(pair.degraded, pair.clean).as_dict() for pair in pairs]
+        bounds[name] = {key: _mean([row[key] for row in oracle]) for key in oracle[0]}
     rows = [
         rain_statistics(*pair).as_dict()
         for pair in synthetic_pairs(args.params, args.samples, "rain")
@@ -129,10 +150,17 @@ def main() -> None:
     ]
     snow["generator"], counts["generator snow"] = summarise(rows, SNOW_KEYS), len(rows)
 
-    args.out.write_text(json.dumps({"images": counts, "rain": rain, "snow": snow}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {"images": counts, "rain": rain, "snow": snow, "removal_bounds": bounds}, indent=2
+        )
+        + "\n"
+    )
     print(table(rain, RAIN_KEYS))
     print()
     print(table(snow, SNOW_KEYS))
+    print()
+    print(bounds_table(bounds))
     print()
     print("images per source:", counts)
 

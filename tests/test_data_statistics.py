@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
 
-from smartassign.data.statistics import rain_statistics, snow_statistics
+from smartassign.data.statistics import rain_statistics, removal_bounds, snow_statistics
+from smartassign.metrics import psnr
 
 
 def _streaks(angle: float, length: int, width: float, count: int = 300) -> np.ndarray:
@@ -62,6 +65,23 @@ def test_a_shifted_target_is_measured_as_darker_pixels_and_a_shift():
     stats = rain_statistics(scene, np.roll(scene, 2, axis=1))
     assert stats.shift == pytest.approx(2.0, abs=0.2)
     assert stats.darker > 0.1
+
+
+def test_removal_bounds_take_out_rain_and_only_rain():
+    rng = np.random.default_rng(5)
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (400, 400)).astype(np.float32), (0, 0), 6)
+    clean = np.repeat((70 + 300 * texture).clip(40, 100).astype(np.uint8)[..., None], 3, axis=2)
+    streaked = np.clip(clean + _streaks(5, 30, 1.0)[..., None] * 255, 0, 255).astype(np.uint8)
+    rainy = removal_bounds(streaked, clean)
+    assert rainy.input == pytest.approx(psnr(streaked, clean, y_channel=True), abs=0.01)
+    assert rainy.streaks_removed > rainy.input + 5  # the streaks are details, brighter
+    assert rainy.brightening_removed == math.inf  # rain only brightens
+    veiled = (clean * 0.8 + 0.2 * 230).astype(np.uint8)
+    hazy = removal_bounds(veiled, clean)
+    assert hazy.veil_removed > hazy.input + 10 and hazy.streaks_removed < hazy.input + 3
+    darker = (clean * 0.8).astype(np.uint8)  # another exposure: not rain, nothing to take out
+    dark = removal_bounds(darker, clean)
+    assert dark.brightening_removed == pytest.approx(dark.input, abs=0.01)
 
 
 def test_coloured_residual_is_not_grey():

@@ -32,6 +32,17 @@ residual ``r = Y(input) - Y(target)``:
   translation between input and target found by phase correlation (pixels; the registered
   Rain12 and RainTrainH pairs give under 0.1).
 
+**What removing rain can gain** (:func:`removal_bounds`): PSNR-Y (BT.601 luma, as
+:func:`smartassign.metrics.psnr` with ``y_channel``) of the input against the target, and of
+the input corrected by an oracle that knows the target but removes only what rain can
+cause: brightening. The residual ``r`` splits into a smooth part ``low`` (Gaussian, sigma
+``SMOOTH_SIGMA``) and details ``d = r - low``. *streaks_removed* takes out every detail
+brighter than its surroundings (``max(d, 0)``), *veil_removed* the smooth brightening
+(``max(low, 0)``: rain accumulation, haze), *brightening_removed* every positive residual
+(``max(r, 0)``: all that rain can add, and the bright half of any misregistration: a
+generous bound). What even the last leaves (darker pixels, another exposure or colour
+grading, another frame) is not rain and cannot be inferred from the input.
+
 **Snow** (:func:`snow_statistics`) needs no clean image: flakes are small bright blobs,
 found by a white top-hat of ``Y`` (``Y`` minus its 11 x 11 opening) above
 ``FLAKE_LEVEL``. ``flake_density`` counts the connected blobs per 10 000 pixels, ``coverage``
@@ -81,6 +92,17 @@ class RainStatistics(_Rounded):
     greyness: float
     darker: float
     shift: float
+
+
+@dataclass(frozen=True)
+class RemovalBounds(_Rounded):
+    """PSNR-Y (dB) of one pair's input, and of the input with its rain taken out by an
+    oracle (module docstring)."""
+
+    input: float
+    streaks_removed: float
+    veil_removed: float
+    brightening_removed: float
 
 
 @dataclass(frozen=True)
@@ -212,6 +234,35 @@ def rain_statistics(degraded: np.ndarray, clean: np.ndarray) -> RainStatistics:
         greyness=max(0.0, greyness),
         darker=float((residual_luma(degraded, clean) < -STREAK_LEVEL).mean()),
         shift=_shift(degraded, clean),
+    )
+
+
+SMOOTH_SIGMA = 15.0
+"""Gaussian sigma (pixels) of the smooth part of a residual in :func:`removal_bounds`."""
+
+_Y_RANGE = 219 / 255
+"""BT.601 studio-swing luma spans 16-235: ``Y`` differences in ``[0, 1]`` scale by this."""
+
+
+def _psnr_y(residual: np.ndarray) -> float:
+    """PSNR-Y (dB) of a luma difference in ``[0, 1]`` units, on the BT.601 16-235 scale."""
+    mse = float(np.mean((residual * _Y_RANGE) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def removal_bounds(degraded: np.ndarray, clean: np.ndarray) -> RemovalBounds:
+    """PSNR-Y of the input, and of the input with its bright streaks, its smooth brightening
+    or all its brightening removed by an oracle (``uint8`` RGB, same size; module
+    docstring)."""
+    residual = residual_luma(degraded, clean)
+    smooth = cv2.GaussianBlur(residual, (0, 0), SMOOTH_SIGMA, borderType=cv2.BORDER_REFLECT)
+    streaks = np.clip(residual - smooth, 0, None)
+    veil = np.clip(smooth, 0, None)
+    return RemovalBounds(
+        input=_psnr_y(residual),
+        streaks_removed=_psnr_y(residual - streaks),
+        veil_removed=_psnr_y(residual - veil),
+        brightening_removed=_psnr_y(np.minimum(residual, 0)),
     )
 
 
