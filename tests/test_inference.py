@@ -16,12 +16,13 @@ from PIL import Image
 
 from smartassign.builder import build_model
 from smartassign.cli import main
-from smartassign.config import InferenceConfig, ModelConfig, config_from_dict
+from smartassign.config import InferenceConfig, ModelConfig, config_from_dict, load_config
 from smartassign.data.images import read_rgb, write_png
 from smartassign.data.layouts import image_files
 from smartassign.inference import forward_tiled, plan_tiles, restore_image, restore_paths
+from smartassign.metrics import psnr
 from smartassign.model import SmartAssign
-from smartassign.model_io import save_model_dir
+from smartassign.model_io import load_model, save_model_dir
 from tests.test_model import TINY
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -261,3 +262,32 @@ def test_real_photos_script_routes_and_pictures_every_real_photo(
         assert summary[folder]["routed"] == {"rain": len(files), "snow": 0}  # head forced to rain
         montage = Image.open(tmp_path / "images" / f"real_{folder}.jpg")
         assert montage.height == 2 * script.THUMB_HEIGHT + 4
+
+
+def test_clean_images_script_scores_every_clean_target_through_the_rain_decoder(
+    real_data_dir, model_dir, tmp_path, monkeypatch
+):
+    """docs/clean_images.py, whose table docs/results.md shows, on the real check pairs."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "clean_images.py"
+    spec = importlib.util.spec_from_file_location("clean_images", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "clean_images.json"
+    argv = ["--model", str(model_dir), "--data", str(real_data_dir), "--params", str(PARAMS)]
+    monkeypatch.setattr(sys, "argv", ["clean_images.py", *argv, "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        script.main()
+    finally:
+        torch.set_num_threads(threads)
+    sets = json.loads(out.read_text())["sets"]
+    images = {"Rain12": 12, "RainTrainL_10": 9, "RainTrainH_12": 12, "SPA-Data_samples": 2}
+    assert {name: row["images"] for name, row in sets.items()} == images
+    clean = read_rgb(real_data_dir / "Rain12" / "norain" / "norain-001.png").pixels
+    model = load_model(model_dir, torch.device("cpu"))
+    restored = restore_image(model, clean, "rain", load_config(PARAMS).inference).pixels
+    expected = psnr(restored, clean, y_channel=True)
+    assert sets["Rain12"]["psnr_y"]["rain-001"] == pytest.approx(expected, abs=0.01)
+    assert expected < 60  # the test model's decoder does alter the image
+    worst = sets["Rain12"]["worst"]
+    assert worst["psnr_y"] == min(sets["Rain12"]["psnr_y"].values())
