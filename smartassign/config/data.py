@@ -194,7 +194,7 @@ class DataConfig(Section):
     )
     balance_tasks: bool = Field(True, description="draw rain and snow equally in training")
     clean_share: float = Field(
-        0.0,
+        0.2,
         ge=0.0,
         lt=1.0,
         description="share of training samples shown clean: input = target (identity pairs)",

@@ -17,7 +17,7 @@ class TrainConfig(Section):
     """Optimisation (paper Sec. 4.1) and the Ray Train run."""
 
     seed: int = Field(0, ge=0)
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(22, ge=1)
     batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
