@@ -228,3 +228,34 @@ def test_user_folder_of_photos_reports_unusable_ones(tmp_path):
         ("broken.jpg", "empty_file"),
         ("tiny.png", "too_small"),
     ]
+
+
+def test_turned_scenes_turn_training_crops_alone_under_the_same_rain(tmp_path):
+    no_haze = {"haze_probability": 0.0}
+    plain, _ = generate(_small(rain=no_haze), tmp_path / "plain")
+    turned, _ = generate(_small(rain=no_haze, turned_scenes=1.0), tmp_path / "turned")
+    assert [(p.input.name, p.split) for p in turned] == [(p.input.name, p.split) for p in plain]
+    for before, after in zip(plain, turned, strict=True):
+        clean, degraded = read_rgb(before.target).pixels, read_rgb(before.input).pixels
+        clean_after, degraded_after = read_rgb(after.target).pixels, read_rgb(after.input).pixels
+        if before.split != "train":
+            assert np.array_equal(clean_after, clean) and np.array_equal(degraded_after, degraded)
+            continue
+        ways = [k for k in (1, 3) if np.array_equal(clean_after, np.rot90(clean, k))]
+        assert len(ways) == 1, f"{after.target} is not its plain crop turned by 90 degrees"
+        if before.task == "rain":  # the same streaks, added where neither scene clips them
+            unclipped = (degraded.max(axis=2) < 255) & (degraded_after.max(axis=2) < 255)
+            layer = degraded_after.astype(int) - clean_after.astype(int)
+            plain_layer = degraded.astype(int) - clean.astype(int)
+            assert np.abs(layer - plain_layer)[unclipped].max() <= 1
+
+
+def test_turned_scenes_turn_about_their_share_of_training_crops(tmp_path):
+    sizes = {"train": 12, "val": 1, "test": 1}
+    plain, _ = generate(_small(crops_per_photo=sizes), tmp_path / "plain")
+    half, _ = generate(_small(crops_per_photo=sizes, turned_scenes=0.5), tmp_path / "half")
+    train = [(a, b) for a, b in zip(plain, half, strict=True) if a.split == "train"]
+    turned = sum(
+        not np.array_equal(read_rgb(a.target).pixels, read_rgb(b.target).pixels) for a, b in train
+    )
+    assert 0.3 * len(train) < turned < 0.7 * len(train)

@@ -98,6 +98,12 @@ class SyntheticData(Section):
     min_scale: float = Field(
         0.5, gt=0, le=1, description="photos are downscaled by a factor in [min_scale, 1]"
     )
+    turned_scenes: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of training crops turned by 90 degrees before rain or snow is added",
+    )
     val_photos: int = Field(1, ge=0, description="source photos reserved for validation")
     test_photos: int = Field(1, ge=0, description="source photos reserved for testing")
     crops_per_photo: SplitSizes = Field(

@@ -80,6 +80,9 @@ photographs and textures, microscopy, astronomy and a portrait. They widen the s
 model learns from (fine edges and textures that rain streaks must be told apart from), but
 grey or scientific images make poor test scenes for colour restoration."""
 
+TURN_STREAM = 1
+"""Fifth entry of a sample's seed for :func:`turn_scene`: a stream apart from the degradation."""
+
 
 @dataclass(frozen=True)
 class Photo:
@@ -170,6 +173,25 @@ def random_crop(
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
     return np.ascontiguousarray(photo[top : top + size, left : left + size])
+
+
+def turn_scene(
+    clean: np.ndarray, share: float, seed: int, task: str, photo: str, index: int
+) -> np.ndarray:
+    """The clean crop turned by 90 degrees (either way) with probability ``share``.
+
+    Rain and snow are drawn over the scene afterwards, so they still fall downwards; what
+    turns is the scene's structure: horizontal edges (horizons, window rows lying down,
+    shelves) become bright thin vertical lines that are not rain, and the decoders learn
+    to keep them. The draw has a generator of its own, so the degradation of every sample
+    is the same whatever the share.
+    """
+    rng = np.random.default_rng(
+        [seed, TASKS.index(task), zlib.crc32(photo.encode()), index, TURN_STREAM]
+    )
+    if not share or rng.random() >= share:
+        return clean
+    return np.ascontiguousarray(np.rot90(clean, k=1 if rng.random() < 0.5 else 3))
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -372,6 +394,8 @@ def generate(
         split, task, photo, index = job
         rng = sample_rng(cfg.seed, task, photo.name, index)
         clean = random_crop(pixels_of[photo.name], synth.size, synth.min_scale, rng)
+        if split == "train":
+            clean = turn_scene(clean, synth.turned_scenes, cfg.seed, task, photo.name, index)
         if task == "rain":
             degraded = add_rain(clean, rng, synth.rain)
         else:
