@@ -54,11 +54,19 @@ def test_training_benchmark_times_the_worker_epochs_with_and_without_ray(
 
 def test_process_cpu_counts_a_child_in_the_group_of_its_command_line(monkeypatch):
     process_cpu = _load("process_cpu", monkeypatch)
-    burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
-    with process_cpu.ProcessCpu(
-        lambda command: "burner" if "process_time" in command else "other", interval=0.05
-    ) as cpu:
-        subprocess.run([sys.executable, "-c", burn], check=True)
+    burn = (
+        "import sys, time\nend = time.process_time() + 0.4\n"
+        "while time.process_time() < end: pass\nprint('burnt', flush=True)\nsys.stdin.read()"
+    )
+    # The child outlives the block (waiting on stdin), so the closing sample sees it however
+    # busy the machine is; a child that ends inside the block is only seen by the sampler.
+    child_args = [sys.executable, "-c", burn]
+    with subprocess.Popen(child_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
+        with process_cpu.ProcessCpu(
+            lambda command: "burner" if "process_time" in command else "other", interval=0.05
+        ) as cpu:
+            assert child.stdout.readline() == b"burnt\n"
+        child.stdin.close()
     assert cpu.seconds()["burner"] == pytest.approx(0.4, abs=0.15)
     assert cpu.machine_share()["burner"] <= 1.0
 
