@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from smartassign.builder import build_model
 from smartassign.config import Config, ConfigError
 from smartassign.data.common import DataError
 from smartassign.data.prepare import prepare
 from smartassign.engine import tracking
 from smartassign.engine.run import fit, train
 from smartassign.evaluation import evaluate
-from smartassign.model_io import load_model
+from smartassign.model_io import load_model, save_model_dir
 
 from .test_train import _ray_must_not_start
 
@@ -53,6 +55,20 @@ def parent(tiny_config, mlflow_store: str) -> Path:
     return train(tiny_config("parent", epochs=2)).model_dir
 
 
+@pytest.fixture
+def saved_model(tiny_config, tmp_path: Path) -> Path:
+    """A model folder of the tiny widths whose weights no fresh initialisation gives."""
+    cfg = tiny_config("saved")
+    model = build_model(cfg)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for weights in model.parameters():
+            weights.add_(0.05 * torch.randn(weights.shape, generator=generator))
+    folder = tmp_path / "saved_model"
+    save_model_dir(model, folder, yaml.safe_dump(cfg.to_dict()))
+    return folder
+
+
 def test_fine_tuning_on_heavy_rain_raises_the_held_out_psnr(
     tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path
 ):
@@ -68,24 +84,24 @@ def test_fine_tuning_on_heavy_rain_raises_the_held_out_psnr(
 
 
 def test_the_run_starts_from_the_init_models_weights(
-    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path
+    tiny_config, saved_model: Path, real_data_dir: Path, tmp_path: Path
 ):
-    """With a learning rate too small to move anything, the trained weights are the
-    parent's: the workers started from them, not from a fresh initialisation."""
+    """With a learning rate too small to move anything, the trained weights are the saved
+    model's: the workers started from them, not from a fresh initialisation."""
     cfg = _heavy_rain(real_data_dir, tmp_path / "rain_h", tiny_config("frozen", epochs=1))
-    cfg = cfg.override({"train.init": str(parent), "train.lr": 1e-12, "train.warmup_steps": 0})
+    cfg = cfg.override({"train.init": str(saved_model), "train.lr": 1e-12, "train.warmup_steps": 0})
     result, _ = fit(cfg, track=False)
     with result.checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
-    for name, value in load_model(parent).state_dict().items():
+    for name, value in load_model(saved_model).state_dict().items():
         torch.testing.assert_close(state["model"][name], value, atol=1e-8, rtol=0)
 
 
 def test_an_init_model_of_other_widths_is_refused_before_ray_starts(
-    tiny_config, parent: Path, monkeypatch
+    tiny_config, saved_model: Path, monkeypatch
 ):
     cfg = tiny_config("wide").override(
-        {"train.init": str(parent), "model.channels": 16, "model.gkfm_out": 12}
+        {"train.init": str(saved_model), "model.channels": 16, "model.gkfm_out": 12}
     )
     _ray_must_not_start(monkeypatch)
     with pytest.raises(ConfigError, match=r"train\.init: the weights of .* do not fit") as error:
