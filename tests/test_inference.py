@@ -6,6 +6,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -238,21 +239,27 @@ def test_cli_names_a_missing_task_head(tmp_path, capsys):
     )
 
 
-def test_real_photos_script_routes_and_pictures_every_real_photo(
-    real_data_dir, model_dir, tmp_path, monkeypatch
-):
-    """docs/real_photos.py, which gives the README its routing counts, on the real photos."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "real_photos.py"
-    spec = importlib.util.spec_from_file_location("real_photos", path)
+def _run_docs_script(name: str, model: Path, data: Path, out: Path, monkeypatch) -> ModuleType:
+    """Run ``docs/<name>.py`` on ``model`` and the real data with ``--out out``; the module."""
+    path = Path(__file__).resolve().parents[1] / "docs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    argv = ["--model", str(model_dir), "--data", str(real_data_dir), "--params", str(PARAMS)]
-    monkeypatch.setattr(sys, "argv", ["real_photos.py", *argv, "--out", str(tmp_path)])
+    argv = ["--model", str(model), "--data", str(data), "--params", str(PARAMS), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
     threads = torch.get_num_threads()
     try:
         script.main()
     finally:
         torch.set_num_threads(threads)
+    return script
+
+
+def test_real_photos_script_routes_and_pictures_every_real_photo(
+    real_data_dir, model_dir, tmp_path, monkeypatch
+):
+    """docs/real_photos.py, which gives the README its routing counts, on the real photos."""
+    script = _run_docs_script("real_photos", model_dir, real_data_dir, tmp_path, monkeypatch)
     summary = json.loads((tmp_path / "real_photos.json").read_text())
     for folder in script.FOLDERS:
         files = image_files(real_data_dir / folder, recursive=True)
@@ -268,18 +275,8 @@ def test_clean_images_script_scores_every_clean_target_through_the_rain_decoder(
     real_data_dir, model_dir, tmp_path, monkeypatch
 ):
     """docs/clean_images.py, whose table docs/results.md shows, on the real check pairs."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "clean_images.py"
-    spec = importlib.util.spec_from_file_location("clean_images", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     out = tmp_path / "clean_images.json"
-    argv = ["--model", str(model_dir), "--data", str(real_data_dir), "--params", str(PARAMS)]
-    monkeypatch.setattr(sys, "argv", ["clean_images.py", *argv, "--out", str(out)])
-    threads = torch.get_num_threads()
-    try:
-        script.main()
-    finally:
-        torch.set_num_threads(threads)
+    _run_docs_script("clean_images", model_dir, real_data_dir, out, monkeypatch)
     sets = json.loads(out.read_text())["sets"]
     images = {"Rain12": 12, "RainTrainL_10": 9, "RainTrainH_12": 12, "SPA-Data_samples": 2}
     assert {name: row["images"] for name, row in sets.items()} == images
