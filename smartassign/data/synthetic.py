@@ -81,7 +81,7 @@ model learns from (fine edges and textures that rain streaks must be told apart 
 grey or scientific images make poor test scenes for colour restoration."""
 
 TURN_STREAM = 1
-"""Fifth entry of a sample's seed for :func:`turn_scene`: a stream apart from the degradation."""
+"""The :func:`sample_rng` stream :func:`turn_scene` draws from, apart from the degradation."""
 
 
 @dataclass(frozen=True)
@@ -175,21 +175,16 @@ def random_crop(
     return np.ascontiguousarray(photo[top : top + size, left : left + size])
 
 
-def turn_scene(
-    clean: np.ndarray, share: float, seed: int, task: str, photo: str, index: int
-) -> np.ndarray:
+def turn_scene(clean: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
     """The clean crop turned by 90 degrees (either way) with probability ``share``.
 
     Rain and snow are drawn over the scene afterwards, so they still fall downwards; what
     turns is the scene's structure: horizontal edges (horizons, window rows lying down,
     shelves) become bright thin vertical lines that are not rain, and the decoders learn
-    to keep them. The draw has a generator of its own, so the degradation of every sample
-    is the same whatever the share.
+    to keep them. ``rng`` is the sample's :data:`TURN_STREAM` generator, apart from the one
+    its degradation draws from, so every sample keeps its rain or snow whatever the share.
     """
-    rng = np.random.default_rng(
-        [seed, TASKS.index(task), zlib.crc32(photo.encode()), index, TURN_STREAM]
-    )
-    if not share or rng.random() >= share:
+    if rng.random() >= share:
         return clean
     return np.ascontiguousarray(np.rot90(clean, k=1 if rng.random() < 0.5 else 3))
 
@@ -330,9 +325,13 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
 
-def sample_rng(seed: int, task: str, photo: str, index: int) -> np.random.Generator:
-    """The generator of one synthetic sample: independent of every other sample."""
-    return np.random.default_rng([seed, TASKS.index(task), zlib.crc32(photo.encode()), index])
+def sample_rng(
+    seed: int, task: str, photo: str, index: int, stream: int | None = None
+) -> np.random.Generator:
+    """The generator of one synthetic sample: independent of every other sample. A
+    ``stream`` gives the same sample a further generator, independent of its main one."""
+    entries = [seed, TASKS.index(task), zlib.crc32(photo.encode()), index]
+    return np.random.default_rng(entries if stream is None else [*entries, stream])
 
 
 def generate(
@@ -394,8 +393,9 @@ def generate(
         split, task, photo, index = job
         rng = sample_rng(cfg.seed, task, photo.name, index)
         clean = random_crop(pixels_of[photo.name], synth.size, synth.min_scale, rng)
-        if split == "train":
-            clean = turn_scene(clean, synth.turned_scenes, cfg.seed, task, photo.name, index)
+        if split == "train" and synth.turned_scenes:
+            turn_rng = sample_rng(cfg.seed, task, photo.name, index, stream=TURN_STREAM)
+            clean = turn_scene(clean, synth.turned_scenes, turn_rng)
         if task == "rain":
             degraded = add_rain(clean, rng, synth.rain)
         else:
