@@ -22,8 +22,9 @@ class ProcessCpu:
     """CPU seconds per group of descendant processes, sampled in a background thread.
 
     ``classify`` maps a command line to a group name. A process is counted in the group of
-    its last command line (Ray renames an idle worker when it takes a task), from the CPU
-    time it had when first seen (zero if it started inside the block).
+    its last non-empty command line (Ray renames an idle worker when it takes a task; a
+    process that is exiting reads as an empty one), from the CPU time it had when first seen
+    (zero if it started inside the block).
     """
 
     classify: Callable[[str], str]
@@ -44,7 +45,9 @@ class ProcessCpu:
                 continue
             used = times.user + times.system
             self._first.setdefault(process.pid, used if baseline else 0.0)
-            self._last[process.pid] = (self.classify(command), used)
+            known = self._last.get(process.pid)
+            group = known[0] if known and not command else self.classify(command)
+            self._last[process.pid] = (group, used)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

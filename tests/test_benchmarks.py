@@ -8,7 +8,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -69,6 +69,38 @@ def test_process_cpu_counts_a_child_in_the_group_of_its_command_line(monkeypatch
         child.stdin.close()
     assert cpu.seconds()["burner"] == pytest.approx(0.4, abs=0.15)
     assert cpu.machine_share()["burner"] <= 1.0
+
+
+def test_process_cpu_keeps_the_group_of_a_process_whose_command_line_empties_on_exit(
+    monkeypatch,
+):
+    process_cpu = _load("process_cpu", monkeypatch)
+
+    class Exiting:
+        """A child read as the worker, then (exiting, memory gone) with an empty command."""
+
+        pid = 7
+        reads = iter([(["ray::RayTrainWorker"], 1.0), (["ray::RayTrainWorker"], 2.0), ([], 3.0)])
+
+        def __init__(self) -> None:
+            self.command, self.used = next(self.reads)
+
+        def cmdline(self) -> list[str]:
+            return self.command
+
+        def cpu_times(self):
+            return SimpleNamespace(user=self.used, system=0.0)
+
+    class Me:
+        def children(self, recursive: bool) -> list[Exiting]:
+            return [Exiting()]
+
+    monkeypatch.setattr(process_cpu.psutil, "Process", Me)
+    cpu = process_cpu.ProcessCpu(lambda command: "worker" if "Worker" in command else "other")
+    cpu._sample(baseline=True)
+    cpu._sample(baseline=False)
+    cpu._sample(baseline=False)
+    assert cpu.seconds() == {"worker": 2.0}
 
 
 def test_learning_speed_benchmark_records_a_point_per_epoch_of_the_worker_loop(
