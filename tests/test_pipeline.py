@@ -10,12 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from smartassign.config import config_from_dict
 from smartassign.engine import tracking
-from smartassign.engine.checkpoint import inference_weights, load_state
 from smartassign.tuning.best import write_best_params
 from smartassign.tuning.runs import PARENT_TAG
 
@@ -48,11 +46,8 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     tree = tiny_tree(Path("data"))
     tree["data"]["num_workers"] = 0
     tree["train"].update(epochs=1, num_workers=1)
-    tree["ablation"] = {
-        "seeds": [0],
-        "variants": ["V4", "V6", "K1"],
-        "overrides": {"train.epochs": 1},
-    }
+    # one arm: the study's arms, tables and K1 backbone have tests of their own (test_ablation)
+    tree["ablation"] = {"seeds": [0], "variants": ["V6"], "overrides": {"train.epochs": 1}}
     params = config_from_dict(tree).to_dict()
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
@@ -95,13 +90,13 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     write_best_params(repo / "outputs/tune/best_params.yaml", {"loss.lambda1": 0.0234})
     tuned = _run(["smartassign", "tuned-args"], repo, env, stdout_only=True).split()
     assert tuned == ["-S", "loss.lambda1=0.0234"]
+    # the train stage as target: the stages after it ran above, on the same outputs
     experiment = _run(
-        ["dvc", "exp", "run", "-S", "train.epochs=3", "-S", "train.val_every=2", *tuned],
+        ["dvc", "exp", "run", "train", "-S", "train.epochs=3", "-S", "train.val_every=2", *tuned],
         repo,
         env,
     )
-    for stage in ("train", "evaluate", "analyze", "register", "promote"):
-        assert f"Running stage '{stage}'" in experiment, stage
+    assert "Running stage 'train'" in experiment
     assert "Running stage 'prepare'" not in experiment
     trained = yaml.safe_load((repo / "models/smartassign/config.yaml").read_text())
     assert trained["loss"]["lambda1"] == 0.0234
@@ -133,11 +128,8 @@ def _check_remote(repo: Path, tmp_path: Path, env: dict[str, str], git: list[str
     assert (clone / "models/smartassign/model.pt").is_file()
 
 
-ARMS = ["V4-rain", "V4-snow", "V6", "K1"]
-
-
 def _check_ablation(repo: Path, env: dict[str, str]) -> None:
-    """Tables, metrics, plot and MLflow runs of every arm; K1 on V6's backbone."""
+    """The stage's report folder, its metrics through DVC and its runs in MLflow."""
     out = repo / "outputs/ablate/report"
     assert sorted(p.name for p in out.iterdir()) == [
         "ablation.png",
@@ -146,24 +138,13 @@ def _check_ablation(repo: Path, env: dict[str, str]) -> None:
         "runs.csv",
         "tables.md",
     ]
-    knowledge = list(csv.DictReader((out / "knowledge.csv").open()))
-    assert sorted(row["arm"] for row in knowledge) == sorted(ARMS)
-    rows = list(csv.DictReader((out / "runs.csv").open()))
-    assert sorted({row["arm"] for row in rows}) == sorted(ARMS)
-    assert {(row["arm"], row["task"]) for row in rows if row["arm"].startswith("V4")} == {
-        ("V4-rain", "rain"),
-        ("V4-snow", "snow"),
-    }
+    assert [row["arm"] for row in csv.DictReader((out / "runs.csv").open())] == ["V6", "V6"]
     tables = (out / "tables.md").read_text()
-    assert "| dataset | task | V4 | V6 |" in tables
-    assert "| dataset | task | K1 | V6 (ours) |" in tables
-    assert tables.count("| synthetic | rain |") == tables.count("| synthetic | snow |") == 4
+    assert "## Table 3" in tables and "| synthetic | snow |" in tables
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], repo, env, stdout_only=True))
     metrics = shown[""]["data"]["outputs/ablate/report/metrics.json"]["data"]
-    assert set(metrics) == {"seeds", *ARMS}
-    assert metrics["K1"]["synthetic"]["snow"]["psnr_y"]["mean"] > 0
-    assert "separation_drm" in metrics["V6"]["knowledge"]  # K1 has no DRM
-    assert "separation_atoms" in metrics["K1"]["knowledge"]
+    assert set(metrics) == {"seeds", "V6"}
+    assert metrics["V6"]["synthetic"]["snow"]["psnr_y"]["mean"] > 0
 
     client = tracking.client(f"sqlite:///{repo / 'mlflow.db'}")
     (parent,) = client.search_runs(
@@ -174,18 +155,8 @@ def _check_ablation(repo: Path, env: dict[str, str]) -> None:
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
     )
-    assert sorted(run.info.run_name for run in children) == sorted(f"{a} seed 0" for a in ARMS)
+    assert [run.info.run_name for run in children] == ["V6 seed 0"]
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "ablation")} >= {
         "ablation/tables.md",
         "ablation/ablation.png",
     }
-
-    encoders = {}
-    for state_file in (repo / "outputs/ablate/ray").rglob("state.pt"):
-        variant = yaml.safe_load((state_file.parent / "config.yaml").read_text())["model"]
-        model = inference_weights(load_state(state_file.parent))
-        encoders[variant["variant"], variant["single_task"]] = {
-            k: v for k, v in model.items() if k.startswith(("encoder.", "gkfm."))
-        }
-    v6 = encoders["V6", "rain"]
-    assert all(torch.equal(v6[k], encoders["K1", "rain"][k]) for k in v6)
