@@ -14,7 +14,9 @@ from smartassign.config import Config, ConfigError
 from smartassign.data.common import DataError
 from smartassign.data.prepare import prepare
 from smartassign.engine import tracking
-from smartassign.engine.run import fit, train
+from smartassign.engine.checkpoint import save_checkpoint
+from smartassign.engine.loop import LocalSession, WorkerRun
+from smartassign.engine.run import export_model_dir, fit, train
 from smartassign.evaluation import evaluate
 from smartassign.model_io import load_model, save_model_dir
 
@@ -50,9 +52,19 @@ def _heavy_rain(real_data_dir: Path, root: Path, base: Config) -> Config:
 
 
 @pytest.fixture
-def parent(tiny_config, mlflow_store: str) -> Path:
-    """A model trained briefly on the synthetic default: the model to fine-tune."""
-    return train(tiny_config("parent", epochs=2)).model_dir
+def parent(tiny_config, tmp_path: Path) -> Path:
+    """A model trained briefly on the synthetic default: the model to fine-tune. Its two
+    epochs run the worker loop in this process (the fine-tuning run is the Ray run here)."""
+    cfg = tiny_config("parent", epochs=2)
+    run = WorkerRun(cfg, {"config": cfg.to_dict(), "session": LocalSession()})
+    for epoch in range(cfg.train.epochs):
+        run.train_epoch(epoch)
+    checkpoint = tmp_path / "parent_checkpoint"
+    save_checkpoint(
+        checkpoint, cfg=cfg, progress=run.progress, parts=run.optimisation.state_dicts()
+    )
+    export_model_dir(checkpoint, tmp_path / "parent")
+    return tmp_path / "parent"
 
 
 @pytest.fixture
@@ -70,7 +82,7 @@ def saved_model(tiny_config, tmp_path: Path) -> Path:
 
 
 def test_fine_tuning_on_heavy_rain_raises_the_held_out_psnr(
-    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path
+    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path, mlflow_store: str
 ):
     tuning = {"epochs": 8, "lr": 0.005, "lr_schedule": "plateau"}
     cfg = _heavy_rain(real_data_dir, tmp_path / "rain_h", tiny_config("finetune", **tuning))
