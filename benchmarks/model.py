@@ -7,7 +7,7 @@ Measures parameters, MACs at 256x256, forward latency at 256x256 and 512x512 (ba
 no grad), and one training step exactly as training takes it (``Optimisation.step`` of
 ``smartassign.engine.step``: each decoder on its own task's samples, the full Eq. 19 loss,
 backward, clipping, Adam, schedule, EMA; autocast as ``train.amp`` says on a GPU) at batch
-4 of 128x128 crops and at the shipped batch of 64 crops of 32x32. Each measurement runs in
+4 of 128x128 crops and at 64 crops of 32x32 (twice the shipped batch). Each measurement runs in
 a fresh process, so the reported peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA)
 belongs to that measurement alone. Times are medians over ``--repeats`` runs after warm-up.
 """

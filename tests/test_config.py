@@ -138,4 +138,4 @@ def test_override_revalidates_and_refuses_unknown_keys():
 def test_flat_view_uses_dotted_keys():
     flat = Config().flat()
     assert flat["model.variant"] == "V6"
-    assert flat["train.batch_size"] == 64
+    assert flat["train.batch_size"] == 32

@@ -18,7 +18,7 @@ class TrainConfig(Section):
 
     seed: int = Field(0, ge=0)
     epochs: int = Field(22, ge=1)
-    batch_size: int = Field(64, ge=1, description="crops per optimiser step (paper: 4)")
+    batch_size: int = Field(32, ge=1, description="crops per optimiser step (paper: 4)")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate (paper: 4e-4)")
     lr_schedule: Literal["cosine", "plateau"] = Field(
         "cosine", description="cosine decay over the run, or plateau halving (paper)"
