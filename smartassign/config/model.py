@@ -23,9 +23,9 @@ class ModelConfig(Section):
     shift_windows: bool = Field(True, description="shift windows by half in every other block")
     gate: Literal["silu", "sigmoid"] = Field("silu", description="gate of Eq. 9 and Eq. 11")
     gate_reduction: int = Field(4, ge=1, description="FC bottleneck ratio of the channel gate")
-    gkfm_hidden: int = Field(24, ge=1, description="GKFM hidden width (Eq. 11)")
-    gkfm_out: int = Field(24, ge=1, description="GKFM output width (Eq. 11)")
-    decoder_hidden: int = Field(24, ge=1, description="width of D_dr / D_ds / D_re (Eq. 12)")
+    gkfm_hidden: int = Field(32, ge=1, description="GKFM hidden width (Eq. 11)")
+    gkfm_out: int = Field(32, ge=1, description="GKFM output width (Eq. 11)")
+    decoder_hidden: int = Field(48, ge=1, description="width of D_dr / D_ds / D_re (Eq. 12)")
     recognition_pool: Literal["max", "mean"] = Field(
         "max", description="global Pool of D_re (Eq. 12): max or mean over the image"
     )
