@@ -16,7 +16,7 @@ from smartassign.data.prepare import prepare
 from smartassign.engine import tracking
 from smartassign.engine.checkpoint import save_checkpoint
 from smartassign.engine.loop import LocalSession, WorkerRun
-from smartassign.engine.run import export_model_dir, fit, train
+from smartassign.engine.run import export_model_dir, fit, initial_weights, train
 from smartassign.evaluation import evaluate
 from smartassign.model_io import load_model, save_model_dir
 
@@ -107,6 +107,18 @@ def test_the_run_starts_from_the_init_models_weights(
         state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
     for name, value in load_model(saved_model).state_dict().items():
         torch.testing.assert_close(state["model"][name], value, atol=1e-8, rtol=0)
+
+
+def test_the_run_starts_with_the_recognition_threshold_uncalibrated(tiny_config, tmp_path: Path):
+    """A calibrated model's logit offset is not carried into the run that starts from it:
+    the run learns raw logits and is calibrated again at its end."""
+    cfg = tiny_config("calibrated")
+    model = build_model(cfg)
+    model.recognition.logit_offset.copy_(torch.tensor([-0.7, 0.7]))
+    save_model_dir(model, tmp_path / "calibrated", yaml.safe_dump(cfg.to_dict()))
+    weights = initial_weights(cfg.override({"train.init": str(tmp_path / "calibrated")}))
+    torch.testing.assert_close(weights["recognition.logit_offset"], torch.zeros(2))
+    torch.testing.assert_close(weights["recognition.fc.bias"], model.recognition.fc.bias.detach())
 
 
 def test_an_init_model_of_other_widths_is_refused_before_ray_starts(

@@ -50,6 +50,8 @@ def test_two_workers_train_beat_the_input_and_log_a_loadable_model(tiny_config, 
     tags = tracking.client().get_run(result.run_id).data.tags
     assert len(tags["data_manifest_sha256"]) == 64
     assert (result.model_dir / "model.pt").is_file()
+    calibration = json.loads((result.model_dir / "calibration.json").read_text())
+    assert calibration["images"] == {"rain": 1, "snow": 1}
     artifacts = {a.path for a in tracking.client().list_artifacts(result.run_id)}
     assert {"samples", "gates"} <= artifacts
     assert (result.model_dir / "mlflow_model_uri").read_text().startswith("models:/")

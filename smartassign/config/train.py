@@ -66,6 +66,12 @@ class TrainConfig(Section):
     tuned_params: str = Field(
         "", description="best-params YAML of a sweep to train with; empty = params.yaml as is"
     )
+    calibration_images: int = Field(
+        32,
+        ge=0,
+        description="validation images per task that place the recognition head's routing "
+        "threshold after training (engine.calibration); 0 = leave it where training put it",
+    )
 
     @field_validator("monitor")
     @classmethod

@@ -24,6 +24,7 @@ from typing import Any
 
 from smartassign.config import Config, ConfigError
 from smartassign.engine import tracking
+from smartassign.engine.calibration import calibrate_recognition, write_calibration
 from smartassign.engine.checkpoint import CONFIG_FILE, load_state
 from smartassign.engine.devices import BACKENDS, check_device, ray_resources
 from smartassign.engine.loop import train_loop_per_worker
@@ -38,7 +39,7 @@ from smartassign.engine.storage import (
 )
 from smartassign.engine.validation import check_monitor_is_measured, check_training_data
 from smartassign.model import SmartAssign
-from smartassign.model_io import load_model, log_model, save_model_dir
+from smartassign.model_io import load_trained, log_model, save_model_dir
 
 RUN_STATE_FILE = "smartassign_run.json"
 """Resume state of a training run (config fingerprint, MLflow run, completed), beside Ray's."""
@@ -166,16 +167,18 @@ def _new_mlflow_run(cfg: Config) -> str:
 def initial_weights(cfg: Config) -> dict[str, Any] | None:
     """The weights of ``train.init`` (``None`` when empty), refused before Ray starts when
     they do not fit ``cfg.model``: the model keys that differ from the ones it was trained
-    with are named."""
+    with are named. The recognition head's ``logit_offset`` is reset to zero: a run
+    learns uncalibrated logits and is calibrated when it ends (``export_model_dir``)."""
     if not cfg.train.init:
         return None
     from smartassign.builder import build_model
-    from smartassign.model_io import load_trained
 
     try:
         source, trained = load_trained(cfg.train.init)
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(f"train.init: {error}") from None
+    if source.recognition is not None:
+        source.recognition.logit_offset.zero_()
     weights = source.state_dict()
     try:
         build_model(cfg).load_state_dict(weights)
@@ -251,13 +254,23 @@ def fit(
 
 def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
     """Write ``model.pt`` (inference weights), ``config.yaml`` and ``history.json`` of a
-    checkpoint into ``model_dir`` for DVC; return the model."""
-    model = load_model(checkpoint_dir)
+    checkpoint into ``model_dir`` for DVC; return the model.
+
+    With ``train.calibration_images`` above 0 the recognition head's threshold is first
+    calibrated on the validation split (:mod:`smartassign.engine.calibration`) and what
+    calibration found goes to ``calibration.json``."""
+    model, trained = load_trained(checkpoint_dir)
+    calibration = None
+    if trained.train.calibration_images:
+        calibration = calibrate_recognition(model, trained, trained.train.calibration_images)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     save_model_dir(model, model_dir, (checkpoint_dir / CONFIG_FILE).read_text())
     history = load_state(checkpoint_dir)["progress"]["history"]
     (model_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    if calibration is not None:
+        write_calibration(calibration, model_dir)
+        print(calibration.describe())
     return model
 
 

@@ -258,6 +258,11 @@ class RecognitionDecoder(nn.Module):
     ``window`` (pixels, the training crop side) Pool runs over each window of that side and
     the logits are the mean of the windows' logits; a training crop is one window, so
     training computes the same logits. ``window`` 0 pools the whole image.
+
+    ``logit_offset`` (a buffer, zero as built) is added to the logits: after training,
+    :mod:`smartassign.engine.calibration` sets it so that the validation split's rain and
+    snow images fall on either side of P(rain) = 0.5. Weights saved before the buffer
+    existed load with it at zero.
     """
 
     def __init__(
@@ -277,6 +282,11 @@ class RecognitionDecoder(nn.Module):
         # window side in feature-map pixels (0 = the whole map); fixed here so that
         # torch.export does not trace the stride computation
         self.window_features = max(1, round(window / self.feature_stride)) if window else 0
+        self.register_buffer("logit_offset", torch.zeros(2))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        state_dict.setdefault(f"{prefix}logit_offset", torch.zeros(2))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, knowledge: torch.Tensor) -> torch.Tensor:
         return self.logits_from_features(self.convs(knowledge))
@@ -297,8 +307,8 @@ class RecognitionDecoder(nn.Module):
         return F.avg_pool2d(features, kernel, kernel, ceil_mode=True, count_include_pad=False)
 
     def logits_from_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Mean over the windows of ``FC(window)``: ``B x 2``."""
-        return self.fc(pooled.flatten(2).transpose(1, 2)).mean(dim=1)
+        """Mean over the windows of ``FC(window)``, plus ``logit_offset``: ``B x 2``."""
+        return self.fc(pooled.flatten(2).transpose(1, 2)).mean(dim=1) + self.logit_offset
 
     @property
     def feature_stride(self) -> int:
