@@ -15,7 +15,7 @@ class LossConfig(Section):
     )
     charbonnier_eps: float = Field(1e-3, gt=0, description="epsilon of Eq. 13")
     grad_weight: float = Field(1.0, ge=0, description="weight of Eq. 14")
-    recog_weight: float = Field(0.2, ge=0, description="weight of Eq. 16 (paper: 1)")
+    recog_weight: float = Field(0.05, ge=0, description="weight of Eq. 16 (paper: 1)")
     lambda1: float = Field(0.01, ge=0, description="weight of the quasi-sparsity loss, Eq. 15")
     lambda2: float = Field(0.001, ge=0, description="weight of the knowledge contrast, Eq. 17-18")
     contrast_temperature: float = Field(0.5, gt=0, description="tau of the contrast similarity")
