@@ -82,12 +82,13 @@ def saved_model(tiny_config, tmp_path: Path) -> Path:
 
 
 def test_fine_tuning_on_heavy_rain_raises_the_held_out_psnr(
-    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path, mlflow_store: str
+    tiny_config, parent: Path, real_data_dir: Path, tmp_path: Path, mlflow_store: str, capsys
 ):
     tuning = {"epochs": 8, "lr": 0.005, "lr_schedule": "plateau"}
     cfg = _heavy_rain(real_data_dir, tmp_path / "rain_h", tiny_config("finetune", **tuning))
     before = evaluate(load_model(parent), cfg, "test", progress=False).metrics
     result = train(cfg.override({"train.init": str(parent)}))
+    assert "recognition threshold left as trained" in capsys.readouterr().out
     after = evaluate(load_model(result.model_dir), cfg, "test", progress=False).metrics
     assert before["test/rain/count"] == after["test/rain/count"] == 3
     assert after["test/rain/psnr_y"] > before["test/rain/psnr_y"] + 0.5, (before, after)

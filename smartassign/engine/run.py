@@ -271,6 +271,8 @@ def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
     if calibration is not None:
         write_calibration(calibration, model_dir)
         print(calibration.describe())
+    elif trained.train.calibration_images and model.recognition is not None:
+        print("recognition threshold left as trained: the validation split lacks rain or snow")
     return model
 
 
