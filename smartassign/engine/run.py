@@ -261,8 +261,10 @@ def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
     calibration found goes to ``calibration.json``."""
     model, trained = load_trained(checkpoint_dir)
     calibration = None
-    if trained.train.calibration_images:
+    if trained.train.calibration_images and model.recognition is not None:
         calibration = calibrate_recognition(model, trained, trained.train.calibration_images)
+        if calibration is None:
+            print("recognition threshold left as trained: the validation split lacks rain or snow")
     if model_dir.exists():
         shutil.rmtree(model_dir)
     save_model_dir(model, model_dir, (checkpoint_dir / CONFIG_FILE).read_text())
@@ -271,8 +273,6 @@ def export_model_dir(checkpoint_dir: Path, model_dir: Path) -> SmartAssign:
     if calibration is not None:
         write_calibration(calibration, model_dir)
         print(calibration.describe())
-    elif trained.train.calibration_images and model.recognition is not None:
-        print("recognition threshold left as trained: the validation split lacks rain or snow")
     return model
 
 
