@@ -306,6 +306,9 @@ def test_interrupted_study_resumes_and_k1_trains_on_the_v6_backbone(
     assert all(run.info.status == "FINISHED" for run in children)
     assert "test/synthetic/rain/psnr_y" in by_name["K1 seed 0"].data.metrics
     assert "knowledge/separation_atoms" in by_name["K1 seed 0"].data.metrics
+    # arms with D_re are scored with the threshold calibrated as training's export sets it
+    assert "calibration/shift" in by_name["V6 seed 0"].data.metrics
+    assert "calibration/shift" not in by_name["V5 seed 0"].data.metrics  # no D_re
     v6_run = by_name["V6 seed 0"].info.run_id
     assert by_name["K1 seed 0"].data.tags[BACKBONE_TAG] == v6_run
 

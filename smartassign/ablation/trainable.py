@@ -24,6 +24,7 @@ from smartassign.ablation.report import KNOWLEDGE_PREFIX
 from smartassign.analysis.analyze import knowledge_analysis
 from smartassign.config import config_from_dict
 from smartassign.engine import tracking
+from smartassign.engine.calibration import calibrate_recognition
 from smartassign.engine.devices import worker_device
 from smartassign.engine.loop import train_loop_per_worker
 from smartassign.engine.step import NonFiniteLossError
@@ -80,12 +81,18 @@ def run_arm(config: dict[str, Any], study: StudyContext) -> None:
         raise NonFiniteLossError(status["message"])
     with tune.get_checkpoint().as_directory() as directory:
         model = load_model(directory, worker_device(cfg.train.device))
+    calibrated = {}
+    if cfg.train.calibration_images:
+        calibration = calibrate_recognition(model, cfg, cfg.train.calibration_images)
+        if calibration is not None:
+            calibrated = {"calibration/shift": calibration.shift}
     print(f"{arm.name} seed {seed}: scoring the test split", flush=True)
     scores = evaluate(model, cfg, "test", progress=False)
     knowledge = knowledge_analysis(model, cfg, cfg, "test")[0].metrics()
     session.report(
         {
             **scores.metrics,
+            **calibrated,
             **{f"{KNOWLEDGE_PREFIX}{key}": value for key, value in knowledge.items()},
             "epoch": cfg.train.epochs,
         }
