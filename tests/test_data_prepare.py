@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from smartassign.config import Config, DatasetSpec, config_from_dict
-from smartassign.data.common import SPLITS, DataError, Pair
+from smartassign.data.common import SPLITS, DataError, Pair, seeded_subset
 from smartassign.data.manifest import load_pair, manifest_path, read_manifest
 from smartassign.data.prepare import assign_splits, limit_splits, prepare
 
@@ -242,6 +242,17 @@ def test_published_splits_are_kept_and_val_is_carved_from_train():
         "train",
         "val",
     ]
+
+
+def test_seeded_subset_keeps_order_repeats_with_its_seed_and_draws_only_to_cut():
+    items = list(range(20))
+    subset = seeded_subset(items, 5, np.random.default_rng(3))
+    assert len(subset) == 5 and subset == sorted(subset) and set(subset) <= set(items)
+    assert seeded_subset(items, 5, np.random.default_rng(3)) == subset
+    assert any(seeded_subset(items, 5, np.random.default_rng(s)) != subset for s in range(4, 8))
+    rng = np.random.default_rng(3)
+    assert seeded_subset(items, 0, rng) == items and seeded_subset(items, 20, rng) == items
+    assert seeded_subset(items, 5, rng) == subset  # the uncut calls left rng untouched
 
 
 def test_real_rain12_through_the_paired_prefix_layout(tmp_path, real_data_dir):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -15,6 +16,17 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 """File suffixes (lower case) that layouts treat as images; other files are ignored."""
+
+
+Item = TypeVar("Item")
+
+
+def seeded_subset(items: Sequence[Item], limit: int, rng: np.random.Generator) -> list[Item]:
+    """At most ``limit`` of ``items`` (all when ``limit`` is 0), drawn by ``rng``, in their
+    order; ``rng`` draws only when there are more items than ``limit``."""
+    if not limit or len(items) <= limit:
+        return list(items)
+    return [items[i] for i in sorted(rng.choice(len(items), limit, replace=False))]
 
 
 def task_label(task: str) -> int:

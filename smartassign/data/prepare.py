@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from smartassign.config import Config, DataConfig, DatasetSpec
-from smartassign.data.common import SPLITS, DataError, Issue, Pair, identical_pair
+from smartassign.data.common import (
+    SPLITS,
+    DataError,
+    Issue,
+    Pair,
+    identical_pair,
+    seeded_subset,
+)
 from smartassign.data.images import read_rgb, split_side_by_side, write_png
 from smartassign.data.layouts import list_pairs
 from smartassign.data.manifest import (
@@ -150,10 +157,7 @@ def limit_splits(pairs: list[Pair], spec: DatasetSpec, seed: int) -> list[Pair]:
     keep: set[int] = set()
     for split in SPLITS:
         members = [i for i, pair in enumerate(pairs) if pair.split == split]
-        cap = getattr(spec.max_pairs, split)
-        if cap and len(members) > cap:
-            members = [members[i] for i in rng.choice(len(members), cap, replace=False)]
-        keep.update(members)
+        keep.update(seeded_subset(members, getattr(spec.max_pairs, split), rng))
     return [pair for i, pair in enumerate(pairs) if i in keep]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from smartassign.data.common import SPLITS, Issue
+from smartassign.data.common import SPLITS, Issue, seeded_subset
 from smartassign.data.manifest import Record, load_pair
 from smartassign.metrics import psnr, ssim
 
@@ -125,10 +125,8 @@ def score_quality(
         cells.setdefault((record.split, record.dataset, record.task), []).append(record)
     chosen = []
     for key, members in cells.items():
-        if max_pairs and len(members) > max_pairs:
-            rng = np.random.default_rng([seed, zlib.crc32("/".join(key).encode())])
-            members = [members[i] for i in sorted(rng.choice(len(members), max_pairs, False))]
-        chosen += [(key, member) for member in members]
+        rng = np.random.default_rng([seed, zlib.crc32("/".join(key).encode())])
+        chosen += [(key, member) for member in seeded_subset(members, max_pairs, rng)]
     scores: dict[tuple[str, str, str], list[list[float]]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda item: _score(item[1], root), chosen)

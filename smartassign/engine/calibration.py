@@ -19,7 +19,6 @@ outlying image does not move the threshold.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 
 from smartassign.config import Config
 from smartassign.data import TASKS
+from smartassign.data.common import seeded_subset
 from smartassign.data.manifest import Record, load_pair, manifest_path, read_manifest
 from smartassign.data.tensors import to_tensor
 from smartassign.inference import forward_tiled
@@ -63,13 +63,9 @@ class RecognitionCalibration:
 
 def _sample(records: list[Record], limit: int, seed: int) -> dict[str, list[Record]]:
     """At most ``limit`` records per task, drawn with ``seed`` (all when ``limit`` is 0)."""
-    by_task: dict[str, list[Record]] = {task: [] for task in TASKS}
-    for record in records:
-        by_task[record.task].append(record)
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
     return {
-        task: rng.sample(found, limit) if 0 < limit < len(found) else found
-        for task, found in by_task.items()
+        task: seeded_subset([r for r in records if r.task == task], limit, rng) for task in TASKS
     }
 
 
