@@ -34,22 +34,11 @@ def charbonnier_loss(
     ``pixel`` (the per-pixel form common in deraining code): the mean over pixels of
     ``sqrt((R - G)^2 + eps^2)``, an L1-like loss that leaves sparse errors such as faint
     streaks for late in training.
-    ``psnr`` (not in the paper; the PSNR loss of NAFNet-style training): the logarithm of
-    the image form, so each sample's PSNR counts alike, as in the evaluation's mean PSNR:
-    a sample's gradient is the image form's divided by its own error, so lightly degraded
-    images weigh as much as heavily degraded ones. The logarithm is scaled by the batch's
-    mean image-form value (held constant), which keeps the batch's gradient as large as the
-    image form's and so the other terms' weights (Eq. 19) as they are; where every sample
-    has the same error the value equals the image form's.
     """
     squared = (restored - target).pow(2).flatten(1)
     if form == "pixel":
         return torch.sqrt(squared + eps * eps).mean(dim=1)
-    per_image = torch.sqrt(squared.mean(dim=1) + eps * eps)
-    if form == "psnr":
-        scale = per_image.detach().mean()
-        return scale * (1 + torch.log(per_image / scale))
-    return per_image
+    return torch.sqrt(squared.mean(dim=1) + eps * eps)
 
 
 def _gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

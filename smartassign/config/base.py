@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 TASKS = ("rain", "snow")
 """The two tasks, in the order of the recognition logits and of every per-task table."""
 
-CharbonnierForm = Literal["image", "pixel", "psnr"]
+CharbonnierForm = Literal["image", "pixel"]
 
 QUALITY_METRICS = ("psnr", "psnr_y", "ssim", "ssim_y")
 """Image-quality metrics scored per task (all grow with quality)."""

@@ -11,8 +11,7 @@ class LossConfig(Section):
     """Losses of paper Sec. 3.3 (Eq. 13-19)."""
 
     charbonnier: CharbonnierForm = Field(
-        "image",
-        description="Eq. 13 over the whole image (as printed), per pixel, or its logarithm (psnr)",
+        "image", description="Eq. 13 over the whole image (as printed) or per pixel"
     )
     charbonnier_eps: float = Field(1e-3, gt=0, description="epsilon of Eq. 13")
     grad_weight: float = Field(1.0, ge=0, description="weight of Eq. 14")
