@@ -46,7 +46,12 @@ def _gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def gradient_loss(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 14, per sample: MSE between horizontal and vertical differences of R and G."""
+    """Eq. 14, per sample: MSE between horizontal and vertical differences of R and G.
+
+    Means replace the paper's sums, as in :func:`charbonnier_loss`; the sums' balance of
+    Eq. 13 and 14 is a ``grad_weight`` of ``sqrt(N)`` for ``N`` values per crop
+    (docs/model.md, "Gradient weight").
+    """
     (rx, ry), (gx, gy) = _gradients(restored), _gradients(target)
     return (rx - gx).pow(2).flatten(1).mean(dim=1) + (ry - gy).pow(2).flatten(1).mean(dim=1)
 
