@@ -11,7 +11,7 @@ from PIL import Image
 
 from smartassign.config import Config, config_from_dict
 from smartassign.data.common import DataError
-from smartassign.data.dead_leaves import dead_leaves_image
+from smartassign.data.dead_leaves import TEXTURE_FIELDS, dead_leaves_image, texture_fields
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import (
     BUILTIN_TRAIN_PHOTOS,
@@ -122,6 +122,34 @@ def test_dead_leaves_scenes_have_edges_of_every_orientation_and_width():
     other = dead_leaves_image(512, np.random.default_rng(1))
     assert np.array_equal(image, dead_leaves_image(512, np.random.default_rng(0)))
     assert not np.array_equal(image, other)
+
+
+def _flat_share(image: np.ndarray) -> float:
+    """Share of pixels with no luminance gradient (inside flat shapes)."""
+    gy, gx = np.gradient(image.astype(np.float32).mean(axis=2))
+    return float((np.hypot(gx, gy) < 0.5).mean())
+
+
+def test_dead_leaves_texture_fills_the_flat_shapes():
+    """Texture 0 leaves flat colours; a texture contrast fills every shape with grain."""
+    flat = dead_leaves_image(256, np.random.default_rng(0), 0.0)
+    textured = dead_leaves_image(256, np.random.default_rng(0), 0.4)
+    assert _flat_share(flat) > 0.4
+    assert _flat_share(textured) < 0.05
+    assert abs(float(textured.mean()) - float(flat.mean())) < 10  # modulates, does not tint
+    fields = texture_fields(128, np.random.default_rng(0))
+    assert len(fields) == TEXTURE_FIELDS
+    for field in fields:
+        assert field.shape == (128, 128)
+        assert abs(float(field.mean())) < 1e-3 and float(field.std()) == pytest.approx(1, 1e-3)
+
+
+def test_dead_leaves_texture_is_read_from_the_params(tmp_path):
+    scene = "dead_leaves/dead_leaves_00.png"
+    generate(_small(dead_leaves=1, dead_leaves_texture=0.0), tmp_path / "flat")
+    generate(_small(dead_leaves=1, dead_leaves_texture=0.5), tmp_path / "grain")
+    assert _flat_share(read_rgb(tmp_path / "flat" / scene).pixels) > 0.4
+    assert _flat_share(read_rgb(tmp_path / "grain" / scene).pixels) < 0.05
 
 
 def test_a_photo_named_like_a_dead_leaves_scene_is_refused(tmp_path):

@@ -94,6 +94,12 @@ class SyntheticData(Section):
     dead_leaves: int = Field(
         24, ge=0, description="procedural dead-leaves scenes added to the training split"
     )
+    dead_leaves_texture: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="largest contrast of the texture filling each dead-leaves shape (0 = flat)",
+    )
     size: int = Field(256, ge=32, description="side of the square crops (pixels)")
     min_scale: float = Field(
         0.5, gt=0, le=1, description="photos are downscaled by a factor in [min_scale, 1]"
