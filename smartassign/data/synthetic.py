@@ -129,7 +129,7 @@ def _photos(source: str, builtin: dict[str, tuple[str, ...]], key: str) -> list[
 
 
 def dead_leaves_photos(
-    count: int, side: int, seed: int, folder: Path, texture: float = 0.0
+    count: int, side: int, seed: int, folder: Path, texture: float
 ) -> list[tuple[Photo, np.ndarray]]:
     """``count`` seeded ``side`` x ``side`` dead-leaves scenes (shapes textured up to the
     contrast ``texture``) as training-only photos with their pixels; each is also written
