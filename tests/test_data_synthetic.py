@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from smartassign.config import Config, config_from_dict
 from smartassign.data.common import DataError
-from smartassign.data.dead_leaves import TEXTURE_FIELDS, dead_leaves_image, texture_fields
+from smartassign.data.dead_leaves import (
+    TEXTURE_FIELDS,
+    dead_leaves_image,
+    fibre_field,
+    texture_fields,
+)
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import (
     BUILTIN_TRAIN_PHOTOS,
@@ -150,6 +156,55 @@ def test_dead_leaves_texture_is_read_from_the_params(tmp_path):
     generate(_small(dead_leaves=1, dead_leaves_texture=0.5), tmp_path / "grain")
     assert _flat_share(read_rgb(tmp_path / "flat" / scene).pixels) > 0.4
     assert _flat_share(read_rgb(tmp_path / "grain" / scene).pixels) < 0.05
+
+
+def test_fibre_fields_are_thin_strokes_at_every_angle():
+    """Unit variance, zero mean; bright and dark strokes (mostly bright) a few pixels wide,
+    whose orientations cover the half circle."""
+    field = fibre_field(512, np.random.default_rng(0))
+    assert field.shape == (512, 512) and field.dtype == np.float32
+    assert abs(float(field.mean())) < 1e-4 and float(field.std()) == pytest.approx(1, 1e-4)
+    ground = float(np.median(field))
+    assert 0.1 < (field > ground + 0.1).mean() < 0.6 and (field < ground - 0.1).mean() > 0.05
+    assert (field > ground + 0.1).mean() > 1.5 * (field < ground - 0.1).mean()
+    gy, gx = np.gradient(cv2.GaussianBlur(field, (0, 0), 1.0))  # blurred: no pixel stairs
+    strong = np.hypot(gx, gy) > 0.2
+    angles = np.degrees(np.arctan2(gy[strong], gx[strong])) % 180
+    shares = np.histogram(angles, bins=6, range=(0, 180))[0] / strong.sum()
+    assert shares.min() > 0.1, shares
+    # thin: a stroke pixel's value is gone 3 px away across the stroke in some direction
+    raised = field[3:-3, 3:-3] > ground + 0.1
+    across = np.minimum.reduce(
+        [
+            np.maximum(field[:-6, 3:-3], field[6:, 3:-3]),
+            np.maximum(field[3:-3, :-6], field[3:-3, 6:]),
+        ]
+    )
+    assert (across[raised] < ground + 0.1).mean() > 0.3
+
+
+def test_fibres_replace_a_share_of_the_fills_and_keep_the_layout():
+    """fibres > 0 fills some shapes with strokes; the shapes stay where they were, so
+    fibres = 0 is the plain textured scene, pixel for pixel."""
+    plain = dead_leaves_image(256, np.random.default_rng(0), 0.2)
+    assert np.array_equal(plain, dead_leaves_image(256, np.random.default_rng(0), 0.2, 0.0))
+    some = dead_leaves_image(256, np.random.default_rng(0), 0.2, 0.3)
+    every = dead_leaves_image(256, np.random.default_rng(0), 0.2, 1.0)
+    changed_some = (some != plain).any(axis=2).mean()
+    changed_every = (every != plain).any(axis=2).mean()
+    assert 0.02 < changed_some < changed_every
+    mean_shift = np.abs(every.astype(np.float32).mean(axis=(0, 1)) - plain.mean(axis=(0, 1)))
+    assert mean_shift.max() < 15  # the same shapes and colours lie under the strokes
+    assert not np.array_equal(some, dead_leaves_image(256, np.random.default_rng(1), 0.2, 0.3))
+
+
+def test_dead_leaves_fibres_are_read_from_the_params(tmp_path):
+    scene = "dead_leaves/dead_leaves_00.png"
+    generate(_small(dead_leaves=1, dead_leaves_texture=0.2), tmp_path / "plain")
+    generate(_small(dead_leaves=1, dead_leaves_texture=0.2, dead_leaves_fibres=1.0), tmp_path / "f")
+    plain = read_rgb(tmp_path / "plain" / scene).pixels
+    fibres = read_rgb(tmp_path / "f" / scene).pixels
+    assert (plain != fibres).any(axis=2).mean() > 0.2
 
 
 def test_a_photo_named_like_a_dead_leaves_scene_is_refused(tmp_path):

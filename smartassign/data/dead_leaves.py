@@ -16,7 +16,9 @@ for a camera's optics. Flat shapes alone hold no texture, so each shape (and the
 background) may be filled with a random texture: its colour modulated by a power-law noise
 field, isotropic or oriented (grain, mottling, bark, hair, grass), the textured
 dead-leaves model of Achddou, Gousseau and Ladjal ("Fully synthetic training for image
-restoration tasks", CVIU 2023).
+restoration tasks", CVIU 2023). A share of the textured fills may instead be a fibre field:
+thousands of thin, gently curved, opaque strokes at every angle, brighter or darker than
+their ground (hay, straw, dry grass, fur), the dense thin structure that is not rain.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ SPECTRAL_SLOPE = (0.5, 1.5)
 """Range of ``b`` in the fields' amplitude spectra ``f^-b``: fine grain to smooth mottling."""
 MAX_ORIENTATION = 3.0
 """Upper end of the orientation strength: 0 = isotropic, 3 = strongly oriented."""
+FIBRES = 1200
+"""Strokes of a fibre field at :data:`REFERENCE_SIDE` (covering about 40 % of a scene)."""
+FIBRE_LENGTH = (8.0, 80.0)
+"""Range of a stroke's length (pixels at :data:`REFERENCE_SIDE`, log-uniform)."""
+MAX_BEND = 1.0
+"""Largest turn of a stroke's direction along its length (radians)."""
+FIBRE_CONTRAST = 2.0
+"""A fibre fill's contrast over a noise fill's: strands stand out more than grain."""
 
 
 def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
@@ -69,24 +79,60 @@ def texture_fields(side: int, rng: np.random.Generator) -> list[np.ndarray]:
     return fields
 
 
+def fibre_field(side: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``side`` x ``side`` field of zero mean and unit variance made of :data:`FIBRES`
+    (scaled with the area) opaque strokes, each later one hiding what it crosses: a start
+    anywhere, a direction uniform over all angles that turns by up to :data:`MAX_BEND`
+    along the stroke, a length from :data:`FIBRE_LENGTH` (scaled with the side), a width
+    of 1-3 pixels at ``side`` and a value in ``[0.3, 1]`` above (70 %) or below the
+    ground."""
+    scale = side / REFERENCE_SIDE
+    field = np.zeros((side, side), np.float32)
+    steps = np.linspace(0.0, 1.0, 8)[:, None]
+    low, high = np.log(FIBRE_LENGTH)
+    for _ in range(max(1, round(FIBRES * scale**2))):
+        length = float(np.exp(rng.uniform(low, high))) * scale
+        direction = rng.uniform(0.0, np.pi) + rng.uniform(-MAX_BEND, MAX_BEND) * steps
+        moves = np.concatenate([np.cos(direction), np.sin(direction)], axis=1) * length / 8
+        points = rng.uniform(0.0, side, 2) + np.cumsum(moves, axis=0)
+        value = rng.uniform(0.3, 1.0) * (1.0 if rng.random() < 0.7 else -1.0)
+        width = int(rng.integers(1, 4))
+        cv2.polylines(field, [np.rint(points).astype(np.int32)], False, value, width)
+    return (field - field.mean()) / max(float(field.std()), 1e-6)
+
+
 def _fill(colour: tuple[float, float, float], field: np.ndarray, contrast: float) -> np.ndarray:
     """``colour`` modulated by ``1 + contrast * field`` (a texture patch), within ``[0, 1]``."""
     base = np.asarray(colour, np.float32)
     return np.clip(base * (1.0 + contrast * field[..., None]), 0.0, 1.0)
 
 
-def dead_leaves_image(side: int, rng: np.random.Generator, texture: float = 0.0) -> np.ndarray:
+def dead_leaves_image(
+    side: int, rng: np.random.Generator, texture: float = 0.0, fibres: float = 0.0
+) -> np.ndarray:
     """A ``side`` x ``side`` ``uint8`` RGB dead-leaves image (see the module docstring).
 
     Radii follow ``P(r > x) ~ x^-2`` above ``MIN_RADIUS`` (capped at ``MAX_RADIUS``), both
     scaled with ``side / REFERENCE_SIDE``, as is the number of shapes with the area. Each
     shape and the background take one of the scene's :func:`texture_fields` with a contrast
-    drawn uniformly from ``[0, texture]`` (0: flat colours).
+    drawn uniformly from ``[0, texture]`` (0: flat colours); a share ``fibres`` of them
+    take the scene's :func:`fibre_field` instead. The fibres draw from a generator spawned
+    from ``rng``, so the same ``rng`` lays out the same shapes whatever ``fibres`` is.
     """
     scale = side / REFERENCE_SIDE
     big = side * SUPERSAMPLING
     fields = texture_fields(big, rng)
-    canvas = _fill(_colour(rng), fields[0], texture * rng.uniform())
+    fibre_rng = rng.spawn(1)[0]
+    fibre = fibre_field(big, fibre_rng) if fibres > 0 else None
+
+    def pick(noise: np.ndarray, contrast: float) -> tuple[np.ndarray, float]:
+        """The shape's fill and its contrast: the fibre field at :data:`FIBRE_CONTRAST`
+        times ``contrast`` for a share ``fibres``, else ``noise`` at ``contrast``."""
+        if fibre is not None and fibre_rng.random() < fibres:
+            return fibre, FIBRE_CONTRAST * contrast
+        return noise, contrast
+
+    canvas = _fill(_colour(rng), *pick(fields[0], texture * rng.uniform()))
     margin = 0.04 * side
     for _ in range(max(1, round(SHAPES * scale**2))):
         colour = _colour(rng)
@@ -98,8 +144,7 @@ def dead_leaves_image(side: int, rng: np.random.Generator, texture: float = 0.0)
             major, minor = radius, radius * rng.uniform(0.3, 1.0)
         axes = (max(1, int(major * SUPERSAMPLING)), max(1, int(minor * SUPERSAMPLING)))
         angle = float(rng.uniform(0.0, 180.0))
-        field = fields[int(rng.integers(TEXTURE_FIELDS))]
-        contrast = texture * rng.uniform()
+        field, contrast = pick(fields[int(rng.integers(TEXTURE_FIELDS))], texture * rng.uniform())
         _paint(canvas, (int(centre_x), int(centre_y)), axes, angle, colour, field, contrast)
     image = cv2.resize(canvas, (side, side), interpolation=cv2.INTER_AREA)
     image = cv2.GaussianBlur(image, (0, 0), sigmaX=float(rng.uniform(0.3, 0.8)))
