@@ -100,11 +100,11 @@ class SyntheticData(Section):
         le=1,
         description="largest contrast of the texture filling each dead-leaves shape (0 = flat)",
     )
-    dead_leaves_fibres: float = Field(
+    dead_leaves_grids: float = Field(
         0.0,
         ge=0,
         le=1,
-        description="share of the textured dead-leaves fills that are fibres (strands, hay)",
+        description="share of the textured dead-leaves fills that are window grids (facades)",
     )
     size: int = Field(256, ge=32, description="side of the square crops (pixels)")
     min_scale: float = Field(

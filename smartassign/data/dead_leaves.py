@@ -16,9 +16,10 @@ for a camera's optics. Flat shapes alone hold no texture, so each shape (and the
 background) may be filled with a random texture: its colour modulated by a power-law noise
 field, isotropic or oriented (grain, mottling, bark, hair, grass), the textured
 dead-leaves model of Achddou, Gousseau and Ladjal ("Fully synthetic training for image
-restoration tasks", CVIU 2023). A share of the textured fills may instead be a fibre field:
-thousands of thin, gently curved, opaque strokes at every angle, brighter or darker than
-their ground (hay, straw, dry grass, fur), the dense thin structure that is not rain.
+restoration tasks", CVIU 2023). A share of the textured fills may instead be a window grid:
+rows and columns of rectangles (or unbroken columns) at a random period, nearly upright and
+each of its own brightness (facades, fences, shelves), the regular vertical structure a
+derain decoder otherwise takes for streaks.
 """
 
 from __future__ import annotations
@@ -40,14 +41,18 @@ SPECTRAL_SLOPE = (0.5, 1.5)
 """Range of ``b`` in the fields' amplitude spectra ``f^-b``: fine grain to smooth mottling."""
 MAX_ORIENTATION = 3.0
 """Upper end of the orientation strength: 0 = isotropic, 3 = strongly oriented."""
-FIBRES = 1200
-"""Strokes of a fibre field at :data:`REFERENCE_SIDE` (covering about 40 % of a scene)."""
-FIBRE_LENGTH = (8.0, 80.0)
-"""Range of a stroke's length (pixels at :data:`REFERENCE_SIDE`, log-uniform)."""
-MAX_BEND = 1.0
-"""Largest turn of a stroke's direction along its length (radians)."""
-FIBRE_CONTRAST = 2.0
-"""A fibre fill's contrast over a noise fill's: strands stand out more than grain."""
+GRID_PERIOD = (4.0, 32.0)
+"""Range of a window grid's column period (pixels at :data:`REFERENCE_SIDE`, log-uniform)."""
+GRID_ASPECT = (0.5, 2.5)
+"""Range of the row period over the column period (log-uniform)."""
+GRID_DUTY = (0.3, 0.7)
+"""Range of the share of a period that a window spans, across and along."""
+GRID_COLUMNS = 0.3
+"""Share of window grids that are unbroken columns (no rows)."""
+GRID_TILT = 5.0
+"""Largest tilt of a window grid from upright (degrees)."""
+GRID_CONTRAST = 2.0
+"""A grid fill's contrast over a noise fill's: windows stand out more than grain."""
 
 
 def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
@@ -79,25 +84,29 @@ def texture_fields(side: int, rng: np.random.Generator) -> list[np.ndarray]:
     return fields
 
 
-def fibre_field(side: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``side`` x ``side`` field of zero mean and unit variance made of :data:`FIBRES`
-    (scaled with the area) opaque strokes, each later one hiding what it crosses: a start
-    anywhere, a direction uniform over all angles that turns by up to :data:`MAX_BEND`
-    along the stroke, a length from :data:`FIBRE_LENGTH` (scaled with the side), a width
-    of 1-3 pixels at ``side`` and a value in ``[0.3, 1]`` above (70 %) or below the
-    ground."""
+def grid_field(side: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``side`` x ``side`` window grid of zero mean and unit variance: columns at a period
+    from :data:`GRID_PERIOD` (scaled with the side), rows at that times
+    :data:`GRID_ASPECT` (or none, for a share :data:`GRID_COLUMNS`), windows spanning
+    :data:`GRID_DUTY` of each period, the grid tilted by up to :data:`GRID_TILT` degrees;
+    each window has its own level in ``[0.3, 1]``, above (60 %) or below the wall."""
     scale = side / REFERENCE_SIDE
-    field = np.zeros((side, side), np.float32)
-    steps = np.linspace(0.0, 1.0, 8)[:, None]
-    low, high = np.log(FIBRE_LENGTH)
-    for _ in range(max(1, round(FIBRES * scale**2))):
-        length = float(np.exp(rng.uniform(low, high))) * scale
-        direction = rng.uniform(0.0, np.pi) + rng.uniform(-MAX_BEND, MAX_BEND) * steps
-        moves = np.concatenate([np.cos(direction), np.sin(direction)], axis=1) * length / 8
-        points = rng.uniform(0.0, side, 2) + np.cumsum(moves, axis=0)
-        value = rng.uniform(0.3, 1.0) * (1.0 if rng.random() < 0.7 else -1.0)
-        width = int(rng.integers(1, 4))
-        cv2.polylines(field, [np.rint(points).astype(np.int32)], False, value, width)
+    column = float(np.exp(rng.uniform(*np.log(GRID_PERIOD)))) * scale
+    row = column * float(np.exp(rng.uniform(*np.log(GRID_ASPECT))))
+    duty_across = rng.uniform(*GRID_DUTY)
+    duty_along = 1.0 if rng.random() < GRID_COLUMNS else rng.uniform(*GRID_DUTY)
+    tilt = np.radians(rng.uniform(-GRID_TILT, GRID_TILT))
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32)
+    across = (x * np.cos(tilt) + y * np.sin(tilt)) / column + rng.uniform()
+    along = (y * np.cos(tilt) - x * np.sin(tilt)) / row + rng.uniform()
+    windows = (across % 1.0 < duty_across) & (along % 1.0 < duty_along)
+    cell_x = np.floor(across).astype(np.int64)
+    cell_y = np.floor(along).astype(np.int64)
+    cell_x -= cell_x.min()
+    cell_y -= cell_y.min()
+    levels = rng.uniform(0.3, 1.0, (cell_y.max() + 1, cell_x.max() + 1)).astype(np.float32)
+    sign = 1.0 if rng.random() < 0.6 else -1.0
+    field = np.where(windows, sign * levels[cell_y, cell_x], 0.0).astype(np.float32)
     return (field - field.mean()) / max(float(field.std()), 1e-6)
 
 
@@ -108,28 +117,28 @@ def _fill(colour: tuple[float, float, float], field: np.ndarray, contrast: float
 
 
 def dead_leaves_image(
-    side: int, rng: np.random.Generator, texture: float = 0.0, fibres: float = 0.0
+    side: int, rng: np.random.Generator, texture: float = 0.0, grids: float = 0.0
 ) -> np.ndarray:
     """A ``side`` x ``side`` ``uint8`` RGB dead-leaves image (see the module docstring).
 
     Radii follow ``P(r > x) ~ x^-2`` above ``MIN_RADIUS`` (capped at ``MAX_RADIUS``), both
     scaled with ``side / REFERENCE_SIDE``, as is the number of shapes with the area. Each
     shape and the background take one of the scene's :func:`texture_fields` with a contrast
-    drawn uniformly from ``[0, texture]`` (0: flat colours); a share ``fibres`` of them
-    take the scene's :func:`fibre_field` instead. The fibres draw from a generator spawned
-    from ``rng``, so the same ``rng`` lays out the same shapes whatever ``fibres`` is.
+    drawn uniformly from ``[0, texture]`` (0: flat colours); a share ``grids`` of them
+    take the scene's :func:`grid_field` instead. The grids draw from a generator spawned
+    from ``rng``, so the same ``rng`` lays out the same shapes whatever ``grids`` is.
     """
     scale = side / REFERENCE_SIDE
     big = side * SUPERSAMPLING
     fields = texture_fields(big, rng)
-    fibre_rng = rng.spawn(1)[0]
-    fibre = fibre_field(big, fibre_rng) if fibres > 0 else None
+    grid_rng = rng.spawn(1)[0]
+    grid = grid_field(big, grid_rng) if grids > 0 else None
 
     def pick(noise: np.ndarray, contrast: float) -> tuple[np.ndarray, float]:
-        """The shape's fill and its contrast: the fibre field at :data:`FIBRE_CONTRAST`
-        times ``contrast`` for a share ``fibres``, else ``noise`` at ``contrast``."""
-        if fibre is not None and fibre_rng.random() < fibres:
-            return fibre, FIBRE_CONTRAST * contrast
+        """The shape's fill and its contrast: the grid field at :data:`GRID_CONTRAST`
+        times ``contrast`` for a share ``grids``, else ``noise`` at ``contrast``."""
+        if grid is not None and grid_rng.random() < grids:
+            return grid, GRID_CONTRAST * contrast
         return noise, contrast
 
     canvas = _fill(_colour(rng), *pick(fields[0], texture * rng.uniform()))
