@@ -11,12 +11,7 @@ from PIL import Image
 
 from smartassign.config import Config, config_from_dict
 from smartassign.data.common import DataError
-from smartassign.data.dead_leaves import (
-    TEXTURE_FIELDS,
-    dead_leaves_image,
-    grid_field,
-    texture_fields,
-)
+from smartassign.data.dead_leaves import TEXTURE_FIELDS, dead_leaves_image, texture_fields
 from smartassign.data.images import read_rgb
 from smartassign.data.synthetic import (
     BUILTIN_TRAIN_PHOTOS,
@@ -155,53 +150,6 @@ def test_dead_leaves_texture_is_read_from_the_params(tmp_path):
     generate(_small(dead_leaves=1, dead_leaves_texture=0.5), tmp_path / "grain")
     assert _flat_share(read_rgb(tmp_path / "flat" / scene).pixels) > 0.4
     assert _flat_share(read_rgb(tmp_path / "grain" / scene).pixels) < 0.05
-
-
-def test_grid_fields_are_nearly_upright_windows_of_their_own_levels():
-    """Unit variance, zero mean; windows (or unbroken columns) in a regular, nearly upright
-    grid, each window at its own level; another seed, another period."""
-    for seed in range(6):
-        field = grid_field(256, np.random.default_rng(seed))
-        assert field.shape == (256, 256) and field.dtype == np.float32
-        assert abs(float(field.mean())) < 1e-4 and float(field.std()) == pytest.approx(1, 1e-4)
-        levels, counts = np.unique(field, return_counts=True)
-        windows = field != levels[np.argmax(counts)]  # the wall: one level, the most common
-        assert 0.05 < windows.mean() < 0.8
-        assert len(np.unique(field[windows])) > 4  # windows of their own levels
-        # nearly upright: window edges run within 10 degrees of the axes
-        gy, gx = np.gradient(windows.astype(np.float32))
-        edge = np.hypot(gx, gy) > 0
-        angles = np.degrees(np.arctan2(gy[edge], gx[edge])) % 90
-        assert ((angles < 10) | (angles > 80)).mean() > 0.8, seed
-    periods = {
-        int(np.argmax(np.abs(np.fft.rfft(grid_field(256, np.random.default_rng(s)).mean(0)))[1:]))
-        for s in range(6)
-    }
-    assert len(periods) > 2
-
-
-def test_grids_replace_a_share_of_the_fills_and_keep_the_layout():
-    """grids > 0 fills some shapes with windows; the shapes stay where they were, so
-    grids = 0 is the plain textured scene, pixel for pixel."""
-    plain = dead_leaves_image(256, np.random.default_rng(0), 0.2)
-    assert np.array_equal(plain, dead_leaves_image(256, np.random.default_rng(0), 0.2, 0.0))
-    some = dead_leaves_image(256, np.random.default_rng(0), 0.2, 0.3)
-    every = dead_leaves_image(256, np.random.default_rng(0), 0.2, 1.0)
-    changed_some = (some != plain).any(axis=2).mean()
-    changed_every = (every != plain).any(axis=2).mean()
-    assert 0.02 < changed_some < changed_every
-    mean_shift = np.abs(every.astype(np.float32).mean(axis=(0, 1)) - plain.mean(axis=(0, 1)))
-    assert mean_shift.max() < 15  # the same shapes and colours lie under the windows
-    assert not np.array_equal(some, dead_leaves_image(256, np.random.default_rng(1), 0.2, 0.3))
-
-
-def test_dead_leaves_grids_are_read_from_the_params(tmp_path):
-    scene = "dead_leaves/dead_leaves_00.png"
-    generate(_small(dead_leaves=1, dead_leaves_texture=0.2), tmp_path / "plain")
-    generate(_small(dead_leaves=1, dead_leaves_texture=0.2, dead_leaves_grids=1.0), tmp_path / "g")
-    plain = read_rgb(tmp_path / "plain" / scene).pixels
-    grids = read_rgb(tmp_path / "g" / scene).pixels
-    assert (plain != grids).any(axis=2).mean() > 0.2
 
 
 def test_a_photo_named_like_a_dead_leaves_scene_is_refused(tmp_path):

@@ -100,12 +100,6 @@ class SyntheticData(Section):
         le=1,
         description="largest contrast of the texture filling each dead-leaves shape (0 = flat)",
     )
-    dead_leaves_grids: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="share of the textured dead-leaves fills that are window grids (facades)",
-    )
     size: int = Field(256, ge=32, description="side of the square crops (pixels)")
     min_scale: float = Field(
         0.5, gt=0, le=1, description="photos are downscaled by a factor in [min_scale, 1]"

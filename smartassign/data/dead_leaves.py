@@ -16,10 +16,7 @@ for a camera's optics. Flat shapes alone hold no texture, so each shape (and the
 background) may be filled with a random texture: its colour modulated by a power-law noise
 field, isotropic or oriented (grain, mottling, bark, hair, grass), the textured
 dead-leaves model of Achddou, Gousseau and Ladjal ("Fully synthetic training for image
-restoration tasks", CVIU 2023). A share of the textured fills may instead be a window grid:
-rows and columns of rectangles (or unbroken columns) at a random period, nearly upright and
-each of its own brightness (facades, fences, shelves), the regular vertical structure a
-derain decoder otherwise takes for streaks.
+restoration tasks", CVIU 2023).
 """
 
 from __future__ import annotations
@@ -41,18 +38,6 @@ SPECTRAL_SLOPE = (0.5, 1.5)
 """Range of ``b`` in the fields' amplitude spectra ``f^-b``: fine grain to smooth mottling."""
 MAX_ORIENTATION = 3.0
 """Upper end of the orientation strength: 0 = isotropic, 3 = strongly oriented."""
-GRID_PERIOD = (4.0, 32.0)
-"""Range of a window grid's column period (pixels at :data:`REFERENCE_SIDE`, log-uniform)."""
-GRID_ASPECT = (0.5, 2.5)
-"""Range of the row period over the column period (log-uniform)."""
-GRID_DUTY = (0.3, 0.7)
-"""Range of the share of a period that a window spans, across and along."""
-GRID_COLUMNS = 0.3
-"""Share of window grids that are unbroken columns (no rows)."""
-GRID_TILT = 5.0
-"""Largest tilt of a window grid from upright (degrees)."""
-GRID_CONTRAST = 2.0
-"""A grid fill's contrast over a noise fill's: windows stand out more than grain."""
 
 
 def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
@@ -84,64 +69,24 @@ def texture_fields(side: int, rng: np.random.Generator) -> list[np.ndarray]:
     return fields
 
 
-def grid_field(side: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``side`` x ``side`` window grid of zero mean and unit variance: columns at a period
-    from :data:`GRID_PERIOD` (scaled with the side), rows at that times
-    :data:`GRID_ASPECT` (or none, for a share :data:`GRID_COLUMNS`), windows spanning
-    :data:`GRID_DUTY` of each period, the grid tilted by up to :data:`GRID_TILT` degrees;
-    each window has its own level in ``[0.3, 1]``, above (60 %) or below the wall."""
-    scale = side / REFERENCE_SIDE
-    column = float(np.exp(rng.uniform(*np.log(GRID_PERIOD)))) * scale
-    row = column * float(np.exp(rng.uniform(*np.log(GRID_ASPECT))))
-    duty_across = rng.uniform(*GRID_DUTY)
-    duty_along = 1.0 if rng.random() < GRID_COLUMNS else rng.uniform(*GRID_DUTY)
-    tilt = np.radians(rng.uniform(-GRID_TILT, GRID_TILT))
-    y, x = np.mgrid[0:side, 0:side].astype(np.float32)
-    across = (x * np.cos(tilt) + y * np.sin(tilt)) / column + rng.uniform()
-    along = (y * np.cos(tilt) - x * np.sin(tilt)) / row + rng.uniform()
-    windows = (across % 1.0 < duty_across) & (along % 1.0 < duty_along)
-    cell_x = np.floor(across).astype(np.int64)
-    cell_y = np.floor(along).astype(np.int64)
-    cell_x -= cell_x.min()
-    cell_y -= cell_y.min()
-    levels = rng.uniform(0.3, 1.0, (cell_y.max() + 1, cell_x.max() + 1)).astype(np.float32)
-    sign = 1.0 if rng.random() < 0.6 else -1.0
-    field = np.where(windows, sign * levels[cell_y, cell_x], 0.0).astype(np.float32)
-    return (field - field.mean()) / max(float(field.std()), 1e-6)
-
-
 def _fill(colour: tuple[float, float, float], field: np.ndarray, contrast: float) -> np.ndarray:
     """``colour`` modulated by ``1 + contrast * field`` (a texture patch), within ``[0, 1]``."""
     base = np.asarray(colour, np.float32)
     return np.clip(base * (1.0 + contrast * field[..., None]), 0.0, 1.0)
 
 
-def dead_leaves_image(
-    side: int, rng: np.random.Generator, texture: float = 0.0, grids: float = 0.0
-) -> np.ndarray:
+def dead_leaves_image(side: int, rng: np.random.Generator, texture: float = 0.0) -> np.ndarray:
     """A ``side`` x ``side`` ``uint8`` RGB dead-leaves image (see the module docstring).
 
     Radii follow ``P(r > x) ~ x^-2`` above ``MIN_RADIUS`` (capped at ``MAX_RADIUS``), both
     scaled with ``side / REFERENCE_SIDE``, as is the number of shapes with the area. Each
     shape and the background take one of the scene's :func:`texture_fields` with a contrast
-    drawn uniformly from ``[0, texture]`` (0: flat colours); a share ``grids`` of them
-    take the scene's :func:`grid_field` instead. The grids draw from a generator spawned
-    from ``rng``, so the same ``rng`` lays out the same shapes whatever ``grids`` is.
+    drawn uniformly from ``[0, texture]`` (0: flat colours).
     """
     scale = side / REFERENCE_SIDE
     big = side * SUPERSAMPLING
     fields = texture_fields(big, rng)
-    grid_rng = rng.spawn(1)[0]
-    grid = grid_field(big, grid_rng) if grids > 0 else None
-
-    def pick(noise: np.ndarray, contrast: float) -> tuple[np.ndarray, float]:
-        """The shape's fill and its contrast: the grid field at :data:`GRID_CONTRAST`
-        times ``contrast`` for a share ``grids``, else ``noise`` at ``contrast``."""
-        if grid is not None and grid_rng.random() < grids:
-            return grid, GRID_CONTRAST * contrast
-        return noise, contrast
-
-    canvas = _fill(_colour(rng), *pick(fields[0], texture * rng.uniform()))
+    canvas = _fill(_colour(rng), fields[0], texture * rng.uniform())
     margin = 0.04 * side
     for _ in range(max(1, round(SHAPES * scale**2))):
         colour = _colour(rng)
@@ -153,7 +98,8 @@ def dead_leaves_image(
             major, minor = radius, radius * rng.uniform(0.3, 1.0)
         axes = (max(1, int(major * SUPERSAMPLING)), max(1, int(minor * SUPERSAMPLING)))
         angle = float(rng.uniform(0.0, 180.0))
-        field, contrast = pick(fields[int(rng.integers(TEXTURE_FIELDS))], texture * rng.uniform())
+        field = fields[int(rng.integers(TEXTURE_FIELDS))]
+        contrast = texture * rng.uniform()
         _paint(canvas, (int(centre_x), int(centre_y)), axes, angle, colour, field, contrast)
     image = cv2.resize(canvas, (side, side), interpolation=cv2.INTER_AREA)
     image = cv2.GaussianBlur(image, (0, 0), sigmaX=float(rng.uniform(0.3, 0.8)))

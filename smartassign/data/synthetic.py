@@ -129,17 +129,16 @@ def _photos(source: str, builtin: dict[str, tuple[str, ...]], key: str) -> list[
 
 
 def dead_leaves_photos(
-    count: int, side: int, seed: int, folder: Path, texture: float, grids: float
+    count: int, side: int, seed: int, folder: Path, texture: float
 ) -> list[tuple[Photo, np.ndarray]]:
     """``count`` seeded ``side`` x ``side`` dead-leaves scenes (shapes textured up to the
-    contrast ``texture``, a share ``grids`` of the fills window grids) as training-only
-    photos with their pixels; each is also written into ``folder`` (``dead_leaves_NN.png``)
-    to look at."""
+    contrast ``texture``) as training-only photos with their pixels; each is also written
+    into ``folder`` (``dead_leaves_NN.png``) to look at."""
     scenes = []
     for index in range(count):
         rng = np.random.default_rng([seed, zlib.crc32(b"dead_leaves"), index])
         photo = Photo(f"dead_leaves_{index:02d}", folder / f"dead_leaves_{index:02d}.png")
-        pixels = dead_leaves_image(side, rng, texture, grids)
+        pixels = dead_leaves_image(side, rng, texture)
         write_png(photo.path, pixels)
         scenes.append((photo, pixels))
     return scenes
@@ -361,7 +360,6 @@ def generate(
         cfg.seed,
         out_dir / "dead_leaves",
         synth.dead_leaves_texture,
-        synth.dead_leaves_grids,
     )
     clashes = sorted({p.name for p, _ in procedural} & {p.name for p in photos + train_only})
     if clashes:
