@@ -11,7 +11,7 @@ import torch
 
 from smartassign.config import config_from_dict
 from smartassign.data.common import DataError
-from smartassign.data.dataset import PairedImageDataset, build_dataloader
+from smartassign.data.dataset import PairedImageDataset, build_dataloader, detail
 from smartassign.data.images import write_png
 from smartassign.data.manifest import Record
 from smartassign.data.prepare import prepare
@@ -145,6 +145,36 @@ def test_clean_share_shows_that_share_of_training_samples_clean(tmp_path):
     assert not any(torch.equal(s["input"], s["target"]) for s in (evaluated[0] for _ in range(20)))
     plain = PairedImageDataset([record], tmp_path, train=True, crop_size=24, seed=4)
     assert not any(torch.equal(s["input"], s["target"]) for s in (plain[0] for _ in range(50)))
+
+
+def test_crop_candidates_keep_the_most_detailed_crop(tmp_path):
+    """Half the image flat, half noise: more candidates, more crops from the detailed half;
+    the kept crop is still one crop of the pair (input and target cut alike)."""
+    pixels = _noise(64, 96, seed=3)
+    pixels[:, :48] = 128
+    record = _record(tmp_path, "half.png", pixels)
+
+    def detailed_share(candidates: int) -> float:
+        dataset = PairedImageDataset(
+            [record], tmp_path, train=True, crop_size=16, seed=5, crop_candidates=candidates
+        )
+        samples = [dataset[0] for _ in range(200)]
+        assert all(torch.equal(s["input"], s["target"]) for s in samples)
+        return float(np.mean([detail(s["target"].permute(1, 2, 0).numpy() * 255) for s in samples]))
+
+    plain, two, four = detailed_share(1), detailed_share(2), detailed_share(4)
+    assert plain < two < four
+    assert detail(pixels[:, :48]) == 0 and detail(pixels[:, 48:]) > 20
+
+
+def test_crop_candidates_are_read_from_the_params(prepared):
+    tree = prepared.model_dump(mode="json")
+    tree["data"]["crop_candidates"] = 3
+    assert PairedImageDataset.from_config(config_from_dict(tree), "train").crop_candidates == 3
+    assert PairedImageDataset.from_config(prepared, "train").crop_candidates == 1
+    tree["data"]["crop_candidates"] = 0
+    with pytest.raises(ValueError, match="crop_candidates"):
+        config_from_dict(tree)
 
 
 def test_cached_pairs_give_the_same_samples_within_the_budget(tmp_path):

@@ -211,6 +211,12 @@ class DataConfig(Section):
         lt=1.0,
         description="share of training samples shown clean: input = target (identity pairs)",
     )
+    crop_candidates: int = Field(
+        1,
+        ge=1,
+        description="random crops drawn per training sample; the one whose clean target has "
+        "the most detail (mean luma gradient) is kept (1 = a plain random crop)",
+    )
     samples_per_epoch: int = Field(
         3840, ge=0, description="training samples per epoch; 0 = size of the training manifest"
     )

@@ -13,7 +13,9 @@ degraded image, flipped with the crop) and ``"box"`` (the crop's box in it), whi
 network's veil removal needs (smartassign/model/veil.py). With
 ``clean_share`` a training sample is, with that probability, an identity pair: the clean
 crop as both input and target (still labelled with its pair's task), so the decoders learn
-to leave rain- and snow-free content as it is (docs/data.md, "Clean samples"). Decoded
+to leave rain- and snow-free content as it is (docs/data.md, "Clean samples"). With
+``crop_candidates`` > 1 that many crops are drawn and the one whose clean target holds the
+most :func:`detail` is kept (training steps go to textured content). Decoded
 pairs (and their thumbnails) are kept in memory up to ``cache_mb`` (per process, so per
 DataLoader worker): small crops of large images would otherwise spend most of the loading
 time decoding.
@@ -53,6 +55,7 @@ class PairedImageDataset(Dataset):
         cache_mb: int = 0,
         veil_context: bool = False,
         clean_share: float = 0.0,
+        crop_candidates: int = 1,
     ):
         if not records:
             raise DataError("no pairs to load: the manifest is empty (see data/report.json)")
@@ -70,6 +73,7 @@ class PairedImageDataset(Dataset):
         self.veil_context = veil_context and train
         self.clean_share = clean_share if train else 0.0
         self._clean_draws = np.random.default_rng(seed)
+        self.crop_candidates = crop_candidates
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._contexts: dict[int, torch.Tensor] = {}
         self._cached_bytes = 0
@@ -104,6 +108,7 @@ class PairedImageDataset(Dataset):
             cache_mb=cfg.data.cache_mb if split == "train" else 0,
             veil_context=cfg.model.veil_removal,
             clean_share=cfg.data.clean_share,
+            crop_candidates=cfg.data.crop_candidates,
         )
 
     def reseed(self, seed: int) -> None:
@@ -152,7 +157,13 @@ class PairedImageDataset(Dataset):
         degraded, clean = whole, clean_whole
         extra: dict[str, torch.Tensor] = {}
         if self.transform is not None:
-            out = self.transform(image=whole, target=clean_whole)
+            out = max(
+                (
+                    self.transform(image=whole, target=clean_whole)
+                    for _ in range(self.crop_candidates)
+                ),
+                key=lambda crop: detail(crop["target"]),
+            )
             degraded, clean = out["image"], out["target"]
             shown_clean = bool(self.clean_share) and self._clean_draws.random() < self.clean_share
             if shown_clean:
@@ -175,6 +186,13 @@ class PairedImageDataset(Dataset):
             "name": self.records[index].name,
             **extra,
         }
+
+
+def detail(pixels: np.ndarray) -> float:
+    """Mean absolute luma gradient of an ``H x W x 3`` image in 0-255 (how much scene
+    structure a crop holds)."""
+    luma = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.abs(np.diff(luma, axis=0)).mean() + np.abs(np.diff(luma, axis=1)).mean())
 
 
 def seed_worker(worker_id: int) -> None:
