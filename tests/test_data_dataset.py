@@ -171,7 +171,8 @@ def test_crop_candidates_are_read_from_the_params(prepared):
     tree = prepared.model_dump(mode="json")
     tree["data"]["crop_candidates"] = 3
     assert PairedImageDataset.from_config(config_from_dict(tree), "train").crop_candidates == 3
-    assert PairedImageDataset.from_config(prepared, "train").crop_candidates == 1
+    tree["data"]["crop_candidates"] = 1
+    assert PairedImageDataset.from_config(config_from_dict(tree), "train").crop_candidates == 1
     tree["data"]["crop_candidates"] = 0
     with pytest.raises(ValueError, match="crop_candidates"):
         config_from_dict(tree)

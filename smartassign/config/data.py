@@ -212,7 +212,7 @@ class DataConfig(Section):
         description="share of training samples shown clean: input = target (identity pairs)",
     )
     crop_candidates: int = Field(
-        1,
+        4,
         ge=1,
         description="random crops drawn per training sample; the one whose clean target has "
         "the most detail (mean luma gradient) is kept (1 = a plain random crop)",
