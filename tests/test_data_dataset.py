@@ -154,7 +154,7 @@ def test_crop_candidates_keep_the_most_detailed_crop(tmp_path):
     pixels[:, :48] = 128
     record = _record(tmp_path, "half.png", pixels)
 
-    def detailed_share(candidates: int) -> float:
+    def mean_detail(candidates: int) -> float:
         dataset = PairedImageDataset(
             [record], tmp_path, train=True, crop_size=16, seed=5, crop_candidates=candidates
         )
@@ -162,7 +162,7 @@ def test_crop_candidates_keep_the_most_detailed_crop(tmp_path):
         assert all(torch.equal(s["input"], s["target"]) for s in samples)
         return float(np.mean([detail(s["target"].permute(1, 2, 0).numpy() * 255) for s in samples]))
 
-    plain, two, four = detailed_share(1), detailed_share(2), detailed_share(4)
+    plain, two, four = mean_detail(1), mean_detail(2), mean_detail(4)
     assert plain < two < four
     assert detail(pixels[:, :48]) == 0 and detail(pixels[:, 48:]) > 20
 
