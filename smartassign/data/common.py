@@ -17,6 +17,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 """File suffixes (lower case) that layouts treat as images; other files are ignored."""
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+"""BT.601 luma weights of ``R, G, B`` (``image @ LUMA``: an ``H x W`` luma map)."""
 
 Item = TypeVar("Item")
 

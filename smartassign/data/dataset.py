@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from smartassign.config import Config
-from smartassign.data.common import DataError, task_label
+from smartassign.data.common import LUMA, DataError, task_label
 from smartassign.data.manifest import Record, load_pair, manifest_path, read_manifest
 from smartassign.data.sampling import BalancedTaskSampler, ShardSampler
 from smartassign.data.tensors import to_tensor
@@ -191,7 +191,7 @@ class PairedImageDataset(Dataset):
 def detail(pixels: np.ndarray) -> float:
     """Mean absolute luma gradient of an ``H x W x 3`` image in 0-255 (how much scene
     structure a crop holds)."""
-    luma = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = pixels.astype(np.float32) @ LUMA
     return float(np.abs(np.diff(luma, axis=0)).mean() + np.abs(np.diff(luma, axis=1)).mean())
 
 

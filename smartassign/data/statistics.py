@@ -58,13 +58,13 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from smartassign.data.common import LUMA
+
 STREAK_LEVEL = 0.02
 """Residual above the veil (luma, ``[0, 1]``) from which a pixel counts as a streak."""
 
 FLAKE_LEVEL = 0.06
 """White top-hat (luma) from which a pixel counts as part of a flake."""
-
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 class _Rounded:
@@ -126,12 +126,12 @@ def residual_luma(degraded: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """``Y(input) - Y(target)`` in ``[-1, 1]``."""
     if degraded.shape != clean.shape:
         raise ValueError(f"pair sizes differ: {degraded.shape} and {clean.shape}")
-    return (_float_rgb(degraded) - _float_rgb(clean)) @ _LUMA
+    return (_float_rgb(degraded) - _float_rgb(clean)) @ LUMA
 
 
 def _shift(degraded: np.ndarray, clean: np.ndarray) -> float:
     """Length (pixels) of the translation between input and target, by phase correlation."""
-    (dx, dy), _ = cv2.phaseCorrelate(_float_rgb(degraded) @ _LUMA, _float_rgb(clean) @ _LUMA)
+    (dx, dy), _ = cv2.phaseCorrelate(_float_rgb(degraded) @ LUMA, _float_rgb(clean) @ LUMA)
     return float(math.hypot(dx, dy))
 
 
@@ -205,7 +205,7 @@ def rain_statistics(degraded: np.ndarray, clean: np.ndarray) -> RainStatistics:
     (``uint8`` RGB, same size; the module docstring defines each number)."""
     base, streaks = veil_and_streaks(degraded, clean)
     # base = smoothed minimum of v (A - J): regress it on the smoothed maximum of J
-    luma = _float_rgb(clean) @ _LUMA
+    luma = _float_rgb(clean) @ LUMA
     brightest = cv2.dilate(luma, np.ones((15, 15), np.uint8), borderType=cv2.BORDER_REFLECT)
     brightest = cv2.GaussianBlur(brightest, (0, 0), 8.0, borderType=cv2.BORDER_REFLECT)
     design = np.stack([np.ones(luma.size), brightest.ravel()], axis=1)
@@ -268,7 +268,7 @@ def removal_bounds(degraded: np.ndarray, clean: np.ndarray) -> RemovalBounds:
 
 def snow_statistics(snowy: np.ndarray) -> SnowStatistics:
     """Flake density, coverage, sizes and contrast of one snowy image (``uint8`` RGB)."""
-    luma = _float_rgb(snowy) @ _LUMA
+    luma = _float_rgb(snowy) @ LUMA
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
     tophat = cv2.morphologyEx(luma, cv2.MORPH_TOPHAT, kernel)
     mask = (tophat > FLAKE_LEVEL).astype(np.uint8)
