@@ -15,7 +15,7 @@ class LossConfig(Section):
     )
     charbonnier_eps: float = Field(1e-3, gt=0, description="epsilon of Eq. 13")
     grad_weight: float = Field(
-        150.0, ge=0, description="weight of Eq. 14 (the paper's sums at 32 px crops: 55)"
+        400.0, ge=0, description="weight of Eq. 14 (the paper's sums at 32 px crops: 55)"
     )
     recog_weight: float = Field(0.05, ge=0, description="weight of Eq. 16 (paper: 1)")
     lambda1: float = Field(0.01, ge=0, description="weight of the quasi-sparsity loss, Eq. 15")
