@@ -87,9 +87,26 @@ def _stages() -> list[tuple[str, dict]]:
     ]
 
 
+def _script(stage: dict) -> Path:
+    """The file of the ``pipeline`` module a stage's ``python -m pipeline.<name>`` runs."""
+    match = re.match(r"python -m (pipeline\.[a-z]+)\b", stage["cmd"])
+    assert match, f"`{stage['cmd']}` does not run a pipeline script as a module"
+    return Path(*match.group(1).split(".")).with_suffix(".py")
+
+
+@pytest.mark.parametrize(("name", "stage"), _stages(), ids=[name for name, _ in _stages()])
+def test_stage_runs_its_script_as_a_module(name: str, stage: dict):
+    """``python -m`` puts the stage's working directory (the checkout) first on the
+    import path of the driver and of Ray's local workers; ``python pipeline/x.py`` would
+    import an installed smartassign in the driver and the checkout's in the workers."""
+    assert (REPO / _script(stage)).is_file(), f"{name}: {_script(stage)} does not exist"
+    workdir = (REPO / name.split(":")[0]).parent / stage.get("wdir", ".")
+    assert workdir.resolve() == REPO, f"{name}: runs in {workdir}, not the repository root"
+
+
 @pytest.mark.parametrize(("name", "stage"), _stages(), ids=[name for name, _ in _stages()])
 def test_stage_deps_are_the_code_it_runs(name: str, stage: dict):
-    script = Path(stage["cmd"].split()[1])
+    script = _script(stage)
     deps = [Path(dep) for dep in stage["deps"]]
     assert script in deps, f"{name}: {script} is not among its deps"
     code = _stage_code(REPO / script)
