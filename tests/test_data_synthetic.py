@@ -136,12 +136,25 @@ def test_dead_leaves_texture_fills_the_flat_shapes():
     textured = dead_leaves_image(256, np.random.default_rng(0), 0.4)
     assert _flat_share(flat) > 0.4
     assert _flat_share(textured) < 0.05
-    assert abs(float(textured.mean()) - float(flat.mean())) < 10  # modulates, does not tint
+    # the same draws with a vanishing contrast: the same shapes, nearly flat
+    faint = dead_leaves_image(256, np.random.default_rng(0), 1e-6)
+    assert _flat_share(faint) > 0.4
+    assert abs(float(textured.mean()) - float(faint.mean())) < 10  # modulates, does not tint
     fields = texture_fields(128, np.random.default_rng(0))
     assert len(fields) == TEXTURE_FIELDS
     for field in fields:
         assert field.shape == (128, 128)
         assert abs(float(field.mean())) < 1e-3 and float(field.std()) == pytest.approx(1, 1e-3)
+
+
+def test_flat_dead_leaves_draw_no_texture_fields(monkeypatch):
+    def refuse(*_):
+        raise AssertionError("texture 0 drew texture fields")
+
+    monkeypatch.setattr("smartassign.data.dead_leaves.texture_fields", refuse)
+    assert _flat_share(dead_leaves_image(128, np.random.default_rng(0), 0.0)) > 0.4
+    with pytest.raises(AssertionError, match="drew texture fields"):
+        dead_leaves_image(128, np.random.default_rng(0), 0.2)
 
 
 def test_dead_leaves_texture_is_read_from_the_params(tmp_path):

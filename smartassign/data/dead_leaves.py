@@ -81,11 +81,14 @@ def dead_leaves_image(side: int, rng: np.random.Generator, texture: float = 0.0)
     Radii follow ``P(r > x) ~ x^-2`` above ``MIN_RADIUS`` (capped at ``MAX_RADIUS``), both
     scaled with ``side / REFERENCE_SIDE``, as is the number of shapes with the area. Each
     shape and the background take one of the scene's :func:`texture_fields` with a contrast
-    drawn uniformly from ``[0, texture]`` (0: flat colours).
+    drawn uniformly from ``[0, texture]`` (0: flat colours, and no fields are drawn).
     """
     scale = side / REFERENCE_SIDE
     big = side * SUPERSAMPLING
-    fields = texture_fields(big, rng)
+    if texture > 0:
+        fields = texture_fields(big, rng)
+    else:
+        fields = [np.zeros((big, big), np.float32)] * TEXTURE_FIELDS
     canvas = _fill(_colour(rng), fields[0], texture * rng.uniform())
     margin = 0.04 * side
     for _ in range(max(1, round(SHAPES * scale**2))):
