@@ -99,7 +99,8 @@ def test_stage_runs_its_script_as_a_module(name: str, stage: dict):
     """``python -m`` puts the stage's working directory (the checkout) first on the
     import path of the driver and of Ray's local workers; ``python pipeline/x.py`` would
     import an installed smartassign in the driver and the checkout's in the workers."""
-    assert (REPO / _script(stage)).is_file(), f"{name}: {_script(stage)} does not exist"
+    script = _script(stage)
+    assert (REPO / script).is_file(), f"{name}: {script} does not exist"
     workdir = (REPO / name.split(":")[0]).parent / stage.get("wdir", ".")
     assert workdir.resolve() == REPO, f"{name}: runs in {workdir}, not the repository root"
 
