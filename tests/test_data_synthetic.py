@@ -254,6 +254,27 @@ def test_streaks_and_flakes_leave_pixels_clear_and_only_brighten_and_haze_veils_
     assert np.all(veiled > clean)
 
 
+def test_the_veil_pulls_towards_its_atmospheric_light():
+    """``I t + A (1 - t)``: a dim light lowers a bright scene's contrast from above (as on
+    RainTrainL, docs/data.md), a bright light lifts a dark one; flakes and streaks aside."""
+    clean = np.full((96, 96, 3), 200, np.uint8)
+    clean[::2] = 120
+    params = Config().data.synthetic
+    for task, add in (("rain", add_rain), ("snow", add_snow)):
+        section = getattr(params, task).model_copy(update={"haze_probability": 1.0})
+        if task == "rain":
+            section = section.model_copy(update={"density": (0.001, 0.001)})
+        else:
+            section = section.model_copy(update={"density": (0.0, 0.0)})
+        dim = section.model_copy(update={"haze": (0.5, 0.5), "haze_light": (0.2, 0.2)})
+        bright = section.model_copy(update={"haze": (0.5, 0.5), "haze_light": (0.9, 0.9)})
+        dimmed = add(clean, sample_rng(0, task, "stripes", 0), dim).astype(int)
+        lifted = add(clean, sample_rng(0, task, "stripes", 0), bright).astype(int)
+        assert np.median(dimmed[1::2]) < 200 and np.median(lifted[::2]) > 120
+        contrast = np.median(dimmed[1::2]) - np.median(dimmed[::2])
+        assert contrast < 80 * 0.95, f"{task}: the veil kept the contrast ({contrast})"
+
+
 def test_user_folder_of_photos_reports_unusable_ones(tmp_path):
     photos = tmp_path / "photos"
     (photos / "trip").mkdir(parents=True)

@@ -58,6 +58,9 @@ class RainSynthesis(Ranges):
     )
     haze: tuple[float, float] = Field((0.0, 0.25), description="veiling haze strength")
     haze_probability: float = Field(0.3, ge=0, le=1, description="share of images with haze")
+    haze_light: tuple[float, float] = Field(
+        (0.75, 0.95), description="atmospheric light A of the veil (grey level)"
+    )
 
     @model_validator(mode="after")
     def _positive_log_ranges(self) -> RainSynthesis:
@@ -79,6 +82,9 @@ class SnowSynthesis(Ranges):
     angle: tuple[float, float] = Field((-40.0, 40.0), description="fall direction from vertical")
     haze: tuple[float, float] = Field((0.0, 0.3), description="veiling (snow haze) strength")
     haze_probability: float = Field(0.6, ge=0, le=1, description="share of images with veiling")
+    haze_light: tuple[float, float] = Field(
+        (0.8, 0.97), description="atmospheric light A of the veil (grey level)"
+    )
 
 
 class SyntheticData(Section):

@@ -283,7 +283,7 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, params: RainSynthesis)
             rain += streaks
     image = np.minimum(image + rain[..., None], 1.0)
     if rng.random() < params.haze_probability:
-        image = _veil(image, _uniform(rng, params.haze), float(rng.uniform(0.75, 0.95)), rng)
+        image = _veil(image, _uniform(rng, params.haze), _uniform(rng, params.haze_light), rng)
     return _to_uint8(image)
 
 
@@ -318,7 +318,7 @@ def add_snow(clean: np.ndarray, rng: np.random.Generator, params: SnowSynthesis)
     colour = np.array([rng.uniform(0.9, 0.97), rng.uniform(0.93, 0.99), 1.0], np.float32)
     image = image * (1 - alpha) + colour * alpha
     if rng.random() < params.haze_probability:
-        image = _veil(image, _uniform(rng, params.haze), float(rng.uniform(0.8, 0.97)), rng)
+        image = _veil(image, _uniform(rng, params.haze), _uniform(rng, params.haze_light), rng)
     return _to_uint8(image)
 
 
