@@ -48,6 +48,8 @@ RAIN_KEYS = (
     "angle_spread",
     "width",
     "length",
+    "transmission",
+    "veil_light",
     "greyness",
     "darker",
     "shift",
@@ -78,19 +80,27 @@ def synthetic_pairs(params: Path, count: int, task: str) -> Iterator[tuple[np.nd
             yield (add_snow(clean, rng, cfg.synthetic.snow),)
 
 
-def summarise(rows: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, list[float]]:
-    """``key -> [p10, median, p90]`` over the rows."""
-    return {
-        key: [round(float(np.percentile([row[key] for row in rows], q)), 3) for q in (10, 50, 90)]
-        for key in keys
-    }
+def summarise(rows: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, list[float | None]]:
+    """``key -> [p10, median, p90]`` over the rows that measured ``key`` (``None`` if none
+    did: the veil light of unveiled pairs)."""
+    summary: dict[str, list[float | None]] = {}
+    for key in keys:
+        values = [row[key] for row in rows if not math.isnan(row[key])]
+        summary[key] = [
+            round(float(np.percentile(values, q)), 3) if values else None for q in (10, 50, 90)
+        ]
+    return summary
 
 
-def table(summaries: dict[str, dict[str, list[float]]], keys: tuple[str, ...]) -> str:
+def _cell(low: float | None, median: float | None, high: float | None) -> str:
+    return "-" if median is None else f"{median:.3g} ({low:.3g}-{high:.3g})"
+
+
+def table(summaries: dict[str, dict[str, list[float | None]]], keys: tuple[str, ...]) -> str:
     """Markdown: one row per source, ``median (p10-p90)`` per statistic."""
     lines = ["| source | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for source, summary in summaries.items():
-        cells = [f"{m:.3g} ({lo:.3g}-{hi:.3g})" for lo, m, hi in (summary[k] for k in keys)]
+        cells = [_cell(*summary[k]) for k in keys]
         lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -102,8 +112,8 @@ def _mean(values: list[float]) -> float | None:
 
 def bounds_table(bounds: dict[str, dict[str, float | None]]) -> str:
     """Markdown: per real set, the mean input PSNR-Y and each oracle's mean and gain."""
-    keys = ("streaks_removed", "veil_removed", "brightening_removed")
-    lines = ["| real pairs | input | " + " | ".join(keys) + " |", "|---" * 5 + "|"]
+    keys = ("streaks_removed", "veil_removed", "brightening_removed", "veil_and_streaks_removed")
+    lines = ["| real pairs | input | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for name, row in bounds.items():
         cells = [
             "exact" if row[k] is None else f"{row[k]:.2f} ({row[k] - row['input']:+.2f})"
@@ -121,7 +131,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/degradation_stats.json", type=Path)
     args = parser.parse_args()
 
-    rain: dict[str, dict[str, list[float]]] = {}
+    rain: dict[str, dict[str, list[float | None]]] = {}
     bounds: dict[str, dict[str, float | None]] = {}
     counts: dict[str, int] = {}
     checks = load_check_sets(args.real, REAL_CHECK_SETS)
@@ -137,7 +147,7 @@ def main() -> None:
     ]
     rain["generator"], counts["generator rain"] = summarise(rows, RAIN_KEYS), len(rows)
 
-    snow: dict[str, dict[str, list[float]]] = {}
+    snow: dict[str, dict[str, list[float | None]]] = {}
     for folder in SNOW_FOLDERS:
         rows = [
             snow_statistics(read_rgb(path).pixels).as_dict()

@@ -59,6 +59,24 @@ def test_a_uniform_veil_is_veil_not_streaks():
     assert stats.coverage < 0.05
 
 
+def test_a_dim_veil_darkens_bright_parts_and_is_measured_as_transmission_and_light():
+    """A grey light below the scene's brightest parts (RainTrainL, docs/data.md) lowers the
+    contrast from both ends: darker pixels, yet a veil of the fitted ``t`` and ``A``."""
+    rng = np.random.default_rng(2)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (400, 400)).astype(np.float32), (0, 0), 10)
+    luma = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    clean = np.repeat(luma[..., None], 3, axis=2)
+    veiled = (clean * 0.6 + 0.4 * 0.3 * 255).astype(np.uint8)
+    stats = rain_statistics(veiled, clean)
+    assert stats.transmission == pytest.approx(0.6, abs=0.05)
+    assert stats.veil_light == pytest.approx(0.3, abs=0.05)
+    assert stats.darker > 0.1
+    streaked = np.clip(clean + _streaks(5, 30, 1.0)[..., None] * 255, 0, 255)
+    clear = rain_statistics(streaked.astype(np.uint8), clean)
+    assert clear.transmission == pytest.approx(1.0, abs=0.03)
+    assert math.isnan(clear.veil_light)
+
+
 def test_a_shifted_target_is_measured_as_darker_pixels_and_a_shift():
     rng = np.random.default_rng(3)
     scene = cv2.GaussianBlur(rng.integers(0, 255, (200, 200, 3)).astype(np.uint8), (0, 0), 2)
@@ -79,6 +97,11 @@ def test_removal_bounds_take_out_rain_and_only_rain():
     veiled = (clean * 0.8 + 0.2 * 230).astype(np.uint8)
     hazy = removal_bounds(veiled, clean)
     assert hazy.veil_removed > hazy.input + 10 and hazy.streaks_removed < hazy.input + 3
+    dim = (clean * 0.6 + 0.4 * 0.3 * 255).astype(np.uint8)  # a grey veil also darkens
+    rain = streaked.astype(int) - clean
+    dimmed = removal_bounds(np.clip(dim + rain, 0, 255).astype(np.uint8), clean)
+    assert dimmed.veil_removed < dimmed.input + 3 < dimmed.streaks_removed + 3
+    assert dimmed.veil_and_streaks_removed > dimmed.input + 10
     darker = (clean * 0.8).astype(np.uint8)  # another exposure: not rain, nothing to take out
     dark = removal_bounds(darker, clean)
     assert dark.brightening_removed == pytest.approx(dark.input, abs=0.01)

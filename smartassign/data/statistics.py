@@ -24,6 +24,15 @@ residual ``r = Y(input) - Y(target)``:
   taken. ``width`` is the full width at half maximum across the streaks divided by
   ``sqrt(2)`` (a Gaussian profile's own FWHM), ``length`` twice the lag along them where
   the autocorrelation falls to half (a uniform streak of length ``L`` halves at ``L / 2``).
+* *veil as transmission and light*: within windows of ``VEIL_WINDOW`` px, a least-squares
+  line ``Y(input) = t Y(target) + A (1 - t)`` fitted to both lumas on textured windows.
+  Both lumas first go through a ``VEIL_ERODE`` square minimum filter (it looks between
+  the streaks, and commutes with the veil's affine map) and a Gaussian of sigma
+  ``VEIL_BLUR`` (so that sharpness and sub-pixel shifts do not count). ``transmission``
+  is the median ``t`` (1 = no veil), ``veil_light`` the ``A`` of the median offset
+  ``A (1 - t)`` given that ``t`` (``nan`` where ``t`` is at least ``VEIL_CLEAR``). A grey
+  veil darkens what is brighter than ``A`` and lifts what is darker: it shows as *darker*
+  pixels, too.
 * *colour*: ``greyness`` = smallest / largest channel of the mean RGB residual over streak
   pixels (1 = grey or white streaks).
 * *what rain cannot explain*: rain only brightens, so ``darker``, the share of pixels whose
@@ -35,13 +44,17 @@ residual ``r = Y(input) - Y(target)``:
 **What removing rain can gain** (:func:`removal_bounds`): PSNR-Y (BT.601 luma, as
 :func:`smartassign.metrics.psnr` with ``y_channel``) of the input against the target, and of
 the input corrected by an oracle that knows the target but removes only what rain can
-cause: brightening. The residual ``r`` splits into a smooth part ``low`` (Gaussian, sigma
+cause. The residual ``r`` splits into a smooth part ``low`` (Gaussian, sigma
 ``SMOOTH_SIGMA``) and details ``d = r - low``. *streaks_removed* takes out every detail
 brighter than its surroundings (``max(d, 0)``), *veil_removed* the smooth brightening
 (``max(low, 0)``: rain accumulation, haze), *brightening_removed* every positive residual
 (``max(r, 0)``: all that rain can add, and the bright half of any misregistration: a
-generous bound). What even the last leaves (darker pixels, another exposure or colour
-grading, another frame) is not rain and cannot be inferred from the input.
+generous bound). *veil_and_streaks_removed* takes out the streaks and then undoes a smooth
+veil, ``t`` and ``A`` free to vary over about ``2 VEIL_RADIUS`` px: the input is mapped onto
+the target by a local affine fit of the lumas (a guided filter of radius ``VEIL_RADIUS``),
+the best a derainer that also dehazes could do. It cannot restore detail, shifts or
+sharpness, and it would undo a smooth colour grading as well: no input tells a grey veil
+from a grading that lowers contrast. What none of these removes is not rain.
 
 **Snow** (:func:`snow_statistics`) needs no clean image: flakes are small bright blobs,
 found by a white top-hat of ``Y`` (``Y`` minus its 11 x 11 opening) above
@@ -62,6 +75,21 @@ from smartassign.data.common import LUMA
 
 STREAK_LEVEL = 0.02
 """Residual above the veil (luma, ``[0, 1]``) from which a pixel counts as a streak."""
+
+VEIL_WINDOW = 81
+"""Side (pixels) of the windows the veil's transmission and light are fitted in."""
+
+VEIL_ERODE = 7
+"""Side (pixels) of the minimum filter that looks between the streaks before the veil fit."""
+
+VEIL_BLUR = 4.0
+"""Gaussian sigma (pixels) both lumas are blurred by before the veil fit."""
+
+VEIL_CLEAR = 0.95
+"""Transmission from which an image counts as unveiled (its veil light is not measured)."""
+
+VEIL_RADIUS = 60
+"""Radius (pixels) of the local affine fit of ``veil_and_streaks_removed``."""
 
 FLAKE_LEVEL = 0.06
 """White top-hat (luma) from which a pixel counts as part of a flake."""
@@ -89,6 +117,8 @@ class RainStatistics(_Rounded):
     angle_spread: float
     width: float
     length: float
+    transmission: float
+    veil_light: float
     greyness: float
     darker: float
     shift: float
@@ -103,6 +133,7 @@ class RemovalBounds(_Rounded):
     streaks_removed: float
     veil_removed: float
     brightening_removed: float
+    veil_and_streaks_removed: float
 
 
 @dataclass(frozen=True)
@@ -141,6 +172,40 @@ def veil_and_streaks(degraded: np.ndarray, clean: np.ndarray) -> tuple[np.ndarra
     lowest = cv2.erode(residual, np.ones((15, 15), np.uint8), borderType=cv2.BORDER_REFLECT)
     base = cv2.GaussianBlur(lowest, (0, 0), 8.0, borderType=cv2.BORDER_REFLECT)
     return base, residual - base
+
+
+def _box(image: np.ndarray, side: int) -> np.ndarray:
+    return cv2.blur(image, (side, side), borderType=cv2.BORDER_REFLECT)
+
+
+def veil_transmission(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """Median transmission ``t`` and veil light ``A`` of ``I = t J + A (1 - t)``, fitted in
+    windows (module docstring; ``A`` is ``nan`` for an unveiled image)."""
+    between = np.ones((VEIL_ERODE, VEIL_ERODE), np.uint8)
+    source = cv2.erode(_float_rgb(degraded) @ LUMA, between, borderType=cv2.BORDER_REFLECT)
+    target = cv2.erode(_float_rgb(clean) @ LUMA, between, borderType=cv2.BORDER_REFLECT)
+    x = cv2.GaussianBlur(source, (0, 0), VEIL_BLUR, borderType=cv2.BORDER_REFLECT)
+    j = cv2.GaussianBlur(target, (0, 0), VEIL_BLUR, borderType=cv2.BORDER_REFLECT)
+    mean_x, mean_j = _box(x, VEIL_WINDOW), _box(j, VEIL_WINDOW)
+    variance = _box(j * j, VEIL_WINDOW) - mean_j * mean_j
+    covariance = _box(x * j, VEIL_WINDOW) - mean_x * mean_j
+    textured = variance > 0.002
+    if not textured.any():
+        return 1.0, math.nan
+    t = float(np.median(covariance[textured] / variance[textured]))
+    offset = float(np.median(mean_x[textured] - t * mean_j[textured]))
+    return t, offset / (1 - t) if t < VEIL_CLEAR else math.nan
+
+
+def _local_affine(source: np.ndarray, target: np.ndarray, radius: int) -> np.ndarray:
+    """``source`` mapped onto ``target`` by an affine fit in every window (guided filter)."""
+    side = 2 * radius + 1
+    mean_s, mean_t = _box(source, side), _box(target, side)
+    variance = _box(source * source, side) - mean_s * mean_s
+    covariance = _box(source * target, side) - mean_s * mean_t
+    gain = covariance / (variance + 1e-4)
+    offset = mean_t - gain * mean_s
+    return _box(gain, side) * source + _box(offset, side)
 
 
 def _orientation(streaks: np.ndarray) -> tuple[float, float]:
@@ -214,6 +279,7 @@ def rain_statistics(degraded: np.ndarray, clean: np.ndarray) -> RainStatistics:
     on = streaks[mask]
     angle, spread = _orientation(streaks)
     width, length = _shape(np.clip(streaks, 0, None), angle)
+    transmission, veil_light = veil_transmission(degraded, clean)
     if on.size:
         colour = (_float_rgb(degraded) - _float_rgb(clean))[mask].mean(axis=0)
         greyness = float(colour.min() / colour.max()) if colour.max() > 0 else 0.0
@@ -231,6 +297,8 @@ def rain_statistics(degraded: np.ndarray, clean: np.ndarray) -> RainStatistics:
         angle_spread=spread,
         width=width,
         length=length,
+        transmission=transmission,
+        veil_light=veil_light,
         greyness=max(0.0, greyness),
         darker=float((residual_luma(degraded, clean) < -STREAK_LEVEL).mean()),
         shift=_shift(degraded, clean),
@@ -258,11 +326,14 @@ def removal_bounds(degraded: np.ndarray, clean: np.ndarray) -> RemovalBounds:
     smooth = cv2.GaussianBlur(residual, (0, 0), SMOOTH_SIGMA, borderType=cv2.BORDER_REFLECT)
     streaks = np.clip(residual - smooth, 0, None)
     veil = np.clip(smooth, 0, None)
+    target = _float_rgb(clean) @ LUMA
+    dehazed = _local_affine(target + residual - streaks, target, VEIL_RADIUS)
     return RemovalBounds(
         input=_psnr_y(residual),
         streaks_removed=_psnr_y(residual - streaks),
         veil_removed=_psnr_y(residual - veil),
         brightening_removed=_psnr_y(np.minimum(residual, 0)),
+        veil_and_streaks_removed=_psnr_y(dehazed - target),
     )
 
 
