@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from smartassign.config import REAL_CHECK_SETS
 from smartassign.data.statistics import rain_statistics, removal_bounds, snow_statistics
 from smartassign.metrics import psnr
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _streaks(angle: float, length: int, width: float, count: int = 300) -> np.ndarray:
@@ -129,3 +136,30 @@ def test_flakes_are_counted_and_sized():
 def test_mismatched_pair_sizes_are_refused():
     with pytest.raises(ValueError, match="pair sizes differ"):
         rain_statistics(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8))
+
+
+def test_degradation_stats_script_sets_the_generator_beside_the_real_pairs(
+    real_data_dir, tmp_path, monkeypatch
+):
+    """docs/degradation_stats.py, which gives docs/data.md its tables: every real set and
+    the generator, every statistic, the veil where there is one, and the oracle bounds."""
+    spec = importlib.util.spec_from_file_location("stats", ROOT / "docs" / "degradation_stats.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "stats.json"
+    argv = ["--real", str(real_data_dir), "--params", str(ROOT / "params.yaml")]
+    monkeypatch.setattr(
+        sys, "argv", ["degradation_stats.py", *argv, "--samples", "6", "--out", str(out)]
+    )
+    script.main()
+    stats = json.loads(out.read_text())
+    assert set(stats["rain"]) == {*REAL_CHECK_SETS, "generator"}
+    for summary in stats["rain"].values():
+        assert set(summary) == set(script.RAIN_KEYS)
+    assert stats["rain"]["Rain12"]["veil_light"] == [None, None, None]  # no veil to measure
+    assert stats["rain"]["Rain12"]["transmission"][1] > 0.97
+    assert stats["rain"]["RainTrainL_10"]["transmission"][1] < 0.9
+    assert stats["rain"]["RainTrainL_10"]["veil_light"][1] < 0.6  # a dim veil
+    bounds = stats["removal_bounds"]["RainTrainL_10"]
+    assert bounds["input"] < bounds["streaks_removed"] < bounds["veil_and_streaks_removed"]
+    assert stats["images"]["generator rain"] == 6 and stats["images"]["RainTrainL_10"] == 9
