@@ -85,6 +85,10 @@ VEIL_ERODE = 7
 VEIL_BLUR = 4.0
 """Gaussian sigma (pixels) both lumas are blurred by before the veil fit."""
 
+VEIL_TEXTURE = 0.002
+"""Variance of the target's luma in a window from which the veil is fitted there (a flat
+window shows no contrast to compare)."""
+
 VEIL_CLEAR = 0.95
 """Transmission from which an image counts as unveiled (its veil light is not measured)."""
 
@@ -189,7 +193,7 @@ def veil_transmission(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, f
     mean_x, mean_j = _box(x, VEIL_WINDOW), _box(j, VEIL_WINDOW)
     variance = _box(j * j, VEIL_WINDOW) - mean_j * mean_j
     covariance = _box(x * j, VEIL_WINDOW) - mean_x * mean_j
-    textured = variance > 0.002
+    textured = variance > VEIL_TEXTURE
     if not textured.any():
         return 1.0, math.nan
     t = float(np.median(covariance[textured] / variance[textured]))
@@ -203,7 +207,7 @@ def _local_affine(source: np.ndarray, target: np.ndarray, radius: int) -> np.nda
     mean_s, mean_t = _box(source, side), _box(target, side)
     variance = _box(source * source, side) - mean_s * mean_s
     covariance = _box(source * target, side) - mean_s * mean_t
-    gain = covariance / (variance + 1e-4)
+    gain = covariance / (variance + 1e-4)  # flat windows: gain near 0, target's mean
     offset = mean_t - gain * mean_s
     return _box(gain, side) * source + _box(offset, side)
 
