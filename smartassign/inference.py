@@ -41,6 +41,9 @@ HEADS = {"rain": "derain", "snow": "desnow"}
 
 OUTPUT_SUFFIX = ".png"
 
+UNCERTAIN_MARGIN = 0.15
+"""Auto routing whose P(rain) lies this close to 0.5 is reported as uncertain."""
+
 
 class Restoration(NamedTuple):
     """A restored image, the task whose decoder produced it and, in auto mode, P(rain)."""
@@ -48,6 +51,12 @@ class Restoration(NamedTuple):
     pixels: np.ndarray
     task: str
     rain_probability: float | None
+
+    @property
+    def uncertain(self) -> bool:
+        """Auto routing near the threshold: P(rain) within ``UNCERTAIN_MARGIN`` of 0.5."""
+        probability = self.rain_probability
+        return probability is not None and abs(probability - 0.5) < UNCERTAIN_MARGIN
 
 
 @dataclass(frozen=True)
@@ -338,15 +347,20 @@ class RestoreReport:
     restored: list[tuple[Path, Path, str]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     auto: bool = False
+    uncertain: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
-        """``restored N, skipped M`` and, in auto mode, ``(rain: a, snow: b)``."""
+        """``restored N, skipped M`` and, in auto mode, ``(rain: a, snow: b)``, with the
+        count of uncertain routings when there are any."""
         line = f"restored {len(self.restored)}, skipped {len(self.skipped)}"
         if self.auto:
             counts = {task: 0 for task in TASKS}
             for _, _, task in self.restored:
                 counts[task] += 1
-            line += " (" + ", ".join(f"{task}: {n}" for task, n in counts.items()) + ")"
+            routing = ", ".join(f"{task}: {n}" for task, n in counts.items())
+            if self.uncertain:
+                routing += f"; {len(self.uncertain)} uncertain, see --task"
+            line += f" ({routing})"
         return line
 
 
@@ -400,7 +414,8 @@ def restore_paths(
     """Restore image files and folders into ``out_dir`` (see :func:`plan_outputs`).
 
     Unreadable files are skipped with a message through ``log``; one line per restored
-    image names the task used (and P(rain) in auto mode).
+    image names the task used (and P(rain) in auto mode, with a hint to name the task
+    where the routing is uncertain, :attr:`Restoration.uncertain`).
     """
     check_task(model, task)
     jobs, skipped = plan_outputs(inputs, out_dir)
@@ -421,6 +436,9 @@ def restore_paths(
         routed = result.task
         if result.rain_probability is not None:
             routed += f" (auto, P(rain) {result.rain_probability:.2f})"
+        if result.uncertain:
+            report.uncertain.append(source)
+            routed += "; uncertain: pass --task rain or --task snow if the weather is known"
         notes = [f"kept {image.form}"] if image.form else []
         if target.name == source.name + OUTPUT_SUFFIX:
             notes.append(f"named with its extension: {source.stem}{OUTPUT_SUFFIX} is another's")

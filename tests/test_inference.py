@@ -195,6 +195,25 @@ def test_folders_mirror_names_and_unreadable_files_are_skipped(tmp_path):
     assert any(m.endswith("snow (auto, P(rain) 0.00)") for m in messages)
 
 
+def test_routing_near_the_threshold_is_reported_as_uncertain(tmp_path):
+    """P(rain) 0.6 routes to rain but asks for ``--task``; 0.9 does not."""
+    write_png(tmp_path / "in" / "a.png", pixels(24, 40, 1))
+    model = restoring_model()
+    torch.nn.init.zeros_(model.recognition.fc.weight)
+    for probability, uncertain in ((0.6, True), (0.9, False)):
+        with torch.no_grad():
+            model.recognition.fc.bias.copy_(torch.tensor([probability, 1 - probability]).log())
+        messages: list[str] = []
+        report = restore_paths(
+            model, [tmp_path / "in"], tmp_path / "out", progress=False, log=messages.append
+        )
+        line = f"rain (auto, P(rain) {probability:.2f})"
+        assert messages[-1].endswith(line) is not uncertain, messages[-1]
+        assert ("uncertain: pass --task rain or --task snow" in messages[-1]) is uncertain
+        counts = "rain: 1, snow: 0" + ("; 1 uncertain, see --task" if uncertain else "")
+        assert report.summary() == f"restored 1, skipped 0 ({counts})"
+
+
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
