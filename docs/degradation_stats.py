@@ -5,9 +5,10 @@ SPA-Data samples; identical pairs are left out) and the snowy photos without gro
 with :mod:`smartassign.data.statistics`, then the same numbers on pairs the generator of
 ``params.yaml`` makes from the builtin photos (in memory, as the prepare stage would).
 Also measures, per real set, what an oracle that removes only rain would gain
-(:func:`~smartassign.data.statistics.removal_bounds`, mean PSNR-Y per set). Writes
-``docs/degradation_stats.json`` (median and 10th / 90th percentile per source, the bounds)
-and prints the markdown tables of docs/data.md::
+(:func:`~smartassign.data.statistics.removal_bounds`, mean PSNR-Y per set), and which pairs
+even a perfect streak remover makes worse than their input. Writes
+``docs/degradation_stats.json`` (median and 10th / 90th percentile per source, the bounds,
+those pairs) and prints the markdown tables of docs/data.md::
 
     python docs/degradation_stats.py --real ../shared/data/real --params params.yaml
 """
@@ -23,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from smartassign.config import REAL_CHECK_SETS, load_config
+from smartassign.data.common import LUMA
 from smartassign.data.images import read_rgb
 from smartassign.data.layouts import image_files
-from smartassign.data.real_checks import load_check_sets
+from smartassign.data.real_checks import CheckPair, load_check_sets
 from smartassign.data.statistics import rain_statistics, removal_bounds, snow_statistics
 from smartassign.data.synthetic import (
     BUILTIN_PHOTOS,
@@ -110,17 +112,47 @@ def _mean(values: list[float]) -> float | None:
     return None if math.inf in values else round(float(np.mean(values)), 2)
 
 
-def bounds_table(bounds: dict[str, dict[str, float | None]]) -> str:
-    """Markdown: per real set, the mean input PSNR-Y and each oracle's mean and gain."""
+def bounds_table(
+    bounds: dict[str, dict[str, float | None]], worse: dict[str, dict[str, dict[str, float]]]
+) -> str:
+    """Markdown: per real set, the mean input PSNR-Y, each oracle's mean and gain, and the
+    pairs that the streak oracle leaves below their input (with its gain on each)."""
     keys = ("streaks_removed", "veil_removed", "brightening_removed", "veil_and_streaks_removed")
-    lines = ["| real pairs | input | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    header = ["real pairs", "input", *keys, "worse with streaks removed"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, row in bounds.items():
         cells = [
             "exact" if row[k] is None else f"{row[k]:.2f} ({row[k] - row['input']:+.2f})"
             for k in keys
         ]
-        lines.append(f"| {name} | {row['input']:.2f} | " + " | ".join(cells) + " |")
+        below = ", ".join(
+            f"{pair} ({row['gain']:+.2f}; target {row['target_brighter']:+.1f} grey levels)"
+            for pair, row in worse[name].items()
+        )
+        lines.append(
+            f"| {name} | {row['input']:.2f} | " + " | ".join(cells) + f" | {below or 'none'} |"
+        )
     return "\n".join(lines)
+
+
+def worse_with_streaks_removed(
+    pairs: list[CheckPair], oracle: list[dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """The pairs whose input the streak oracle makes worse, with its gain (dB) and how much
+    brighter the target is than the input (mean luma, grey levels): their target differs
+    from the input by more than rain (a grading, a veil), so removing the streaks loses."""
+    return {
+        pair.name: {
+            "gain": round(row["streaks_removed"] - row["input"], 2),
+            "target_brighter": round(
+                float(np.mean(pair.clean.astype(np.float64) @ LUMA))
+                - float(np.mean(pair.degraded.astype(np.float64) @ LUMA)),
+                1,
+            ),
+        }
+        for pair, row in zip(pairs, oracle, strict=True)
+        if row["streaks_removed"] < row["input"]
+    }
 
 
 def main() -> None:
@@ -133,6 +165,7 @@ def main() -> None:
 
     rain: dict[str, dict[str, list[float | None]]] = {}
     bounds: dict[str, dict[str, float | None]] = {}
+    worse: dict[str, dict[str, dict[str, float]]] = {}
     counts: dict[str, int] = {}
     checks = load_check_sets(args.real, REAL_CHECK_SETS)
     for name in REAL_CHECK_SETS:
@@ -141,6 +174,7 @@ def main() -> None:
         rain[name], counts[name] = summarise(rows, RAIN_KEYS), len(rows)
         oracle = [removal_bounds(pair.degraded, pair.clean).as_dict() for pair in pairs]
         bounds[name] = {key: _mean([row[key] for row in oracle]) for key in oracle[0]}
+        worse[name] = worse_with_streaks_removed(pairs, oracle)
     rows = [
         rain_statistics(*pair).as_dict()
         for pair in synthetic_pairs(args.params, args.samples, "rain")
@@ -162,7 +196,14 @@ def main() -> None:
 
     args.out.write_text(
         json.dumps(
-            {"images": counts, "rain": rain, "snow": snow, "removal_bounds": bounds}, indent=2
+            {
+                "images": counts,
+                "rain": rain,
+                "snow": snow,
+                "removal_bounds": bounds,
+                "worse_with_streaks_removed": worse,
+            },
+            indent=2,
         )
         + "\n"
     )
@@ -170,7 +211,7 @@ def main() -> None:
     print()
     print(table(snow, SNOW_KEYS))
     print()
-    print(bounds_table(bounds))
+    print(bounds_table(bounds, worse))
     print()
     print("images per source:", counts)
 

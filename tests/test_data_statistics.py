@@ -163,3 +163,9 @@ def test_degradation_stats_script_sets_the_generator_beside_the_real_pairs(
     bounds = stats["removal_bounds"]["RainTrainL_10"]
     assert bounds["input"] < bounds["streaks_removed"] < bounds["veil_and_streaks_removed"]
     assert stats["images"]["generator rain"] == 6 and stats["images"]["RainTrainL_10"] == 9
+    worse = stats["worse_with_streaks_removed"]
+    assert set(worse) == set(REAL_CHECK_SETS)
+    assert list(worse["RainTrainL_10"]) == ["rain-10"]
+    assert worse["RainTrainL_10"]["rain-10"]["gain"] < 0  # its target is brighter than its input
+    assert worse["RainTrainL_10"]["rain-10"]["target_brighter"] > 10
+    assert worse["Rain12"] == {}  # its residual is all rain: the oracle restores every pair
