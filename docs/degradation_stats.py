@@ -116,7 +116,7 @@ def bounds_table(
     bounds: dict[str, dict[str, float | None]], worse: dict[str, dict[str, dict[str, float]]]
 ) -> str:
     """Markdown: per real set, the mean input PSNR-Y, each oracle's mean and gain, and the
-    pairs that the streak oracle leaves below their input (with its gain on each)."""
+    pairs that the streak oracle leaves below their input (its gain, the target's lift)."""
     keys = ("streaks_removed", "veil_removed", "brightening_removed", "veil_and_streaks_removed")
     header = ["real pairs", "input", *keys, "worse with streaks removed"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
@@ -126,8 +126,8 @@ def bounds_table(
             for k in keys
         ]
         below = ", ".join(
-            f"{pair} ({row['gain']:+.2f}; target {row['target_brighter']:+.1f} grey levels)"
-            for pair, row in worse[name].items()
+            f"{pair} ({entry['gain']:+.2f}; target {entry['target_brighter']:+.1f} grey levels)"
+            for pair, entry in worse[name].items()
         )
         lines.append(
             f"| {name} | {row['input']:.2f} | " + " | ".join(cells) + f" | {below or 'none'} |"
