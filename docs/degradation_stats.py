@@ -24,11 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from smartassign.config import REAL_CHECK_SETS, load_config
-from smartassign.data.common import LUMA
 from smartassign.data.images import read_rgb
 from smartassign.data.layouts import image_files
 from smartassign.data.real_checks import CheckPair, load_check_sets
-from smartassign.data.statistics import rain_statistics, removal_bounds, snow_statistics
+from smartassign.data.statistics import (
+    rain_statistics,
+    removal_bounds,
+    residual_luma,
+    snow_statistics,
+)
 from smartassign.data.synthetic import (
     BUILTIN_PHOTOS,
     BUILTIN_TRAIN_PHOTOS,
@@ -145,9 +149,7 @@ def worse_with_streaks_removed(
         pair.name: {
             "gain": round(row["streaks_removed"] - row["input"], 2),
             "target_brighter": round(
-                float(np.mean(pair.clean.astype(np.float64) @ LUMA))
-                - float(np.mean(pair.degraded.astype(np.float64) @ LUMA)),
-                1,
+                -255.0 * float(residual_luma(pair.degraded, pair.clean).mean()), 1
             ),
         }
         for pair, row in zip(pairs, oracle, strict=True)
