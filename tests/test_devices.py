@@ -134,15 +134,37 @@ def test_autocast_is_bfloat16_where_supported_else_float16(monkeypatch):
     assert autocast_dtype("cuda", True, "float16") is torch.float16
     assert autocast_dtype("cuda", True, "bfloat16") is torch.bfloat16
     assert autocast_dtype("cuda", False) is None
-    assert autocast_dtype("cpu", True) is None  # the CPU trains in float32
 
 
-def _tiny(device: torch.device, **options) -> Optimisation:
+def test_the_cpu_autocasts_to_bfloat16_only_where_it_has_bfloat16_in_hardware(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_native_bfloat16", lambda: True)
+    assert autocast_dtype("cpu", True) is torch.bfloat16
+    assert autocast_dtype("cpu", False) is None
+    monkeypatch.setattr(devices, "cpu_has_native_bfloat16", lambda: False)
+    assert autocast_dtype("cpu", True) is None  # emulated bfloat16 would be slower
+    assert autocast_dtype("cpu", True, "bfloat16") is torch.bfloat16  # asked for by name
+
+
+def _tiny(device: torch.device, amp_dtype: torch.dtype | None = None, **options) -> Optimisation:
     torch.manual_seed(0)
     cfg = config_from_dict({"model": TINY_MODEL, "train": {"ema_decay": 0.0}})
     return Optimisation.from_config(
-        cfg, build_model(cfg).to(device), device, None, total_steps=10, **options
+        cfg, build_model(cfg).to(device), device, amp_dtype, total_steps=10, **options
     )
+
+
+def test_a_bfloat16_autocast_step_on_the_cpu_updates_the_float32_weights():
+    optimisation = _tiny(torch.device("cpu"), torch.bfloat16)
+    assert not optimisation.scaler.is_enabled()  # only float16 needs a GradScaler
+    generator = torch.Generator().manual_seed(1)
+    target = torch.rand(2, 3, 32, 32, generator=generator)
+    degraded = (target + 0.3 * torch.rand(2, 3, 32, 32, generator=generator)).clamp(0, 1)
+    before = [p.detach().clone() for p in optimisation.model.parameters()]
+    values = optimisation.step(degraded, target, torch.tensor([0, 1]), index=0)
+    assert torch.isfinite(values["total"])
+    parameters = list(optimisation.model.parameters())
+    assert all(p.dtype is torch.float32 for p in parameters)
+    assert any(not torch.equal(b, a) for b, a in zip(before, parameters, strict=True))
 
 
 def test_cuda_checks_finiteness_on_the_device_unless_float16_needs_a_grad_scaler():

@@ -43,9 +43,11 @@ class TrainConfig(Section):
     resources_per_worker: dict[str, float] = Field(
         default_factory=lambda: {"CPU": 2.0}, description="Ray resources of one worker"
     )
-    amp: bool = Field(False, description="autocast on CUDA / NPU (CPU stays float32)")
+    amp: bool = Field(True, description="mixed-precision autocast (train.amp_dtype)")
     amp_dtype: Literal["auto", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 where the device supports it, else float16"
+        "auto",
+        description="auto: bfloat16 where the device has it (a CPU: in hardware), else "
+        "float16 on CUDA and float32 on the CPU",
     )
     channels_last: bool = Field(False, description="channels-last memory format on CUDA / NPU")
     compile: bool = Field(False, description="torch.compile the network")

@@ -131,15 +131,29 @@ def worker_device(kind: DeviceKind) -> torch.device:
     return device
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this x86 CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), where
+    bfloat16 autocast makes training faster rather than slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def autocast_dtype(kind: str, enabled: bool, name: str = "auto") -> torch.dtype | None:
-    """Autocast dtype on CUDA / NPU when ``train.amp`` is on (``auto``: bfloat16 where
-    the device supports it, else float16); CPU trains in float32."""
-    if not enabled or kind == "cpu":
+    """Autocast dtype when ``train.amp`` is on, ``None`` for float32 (``train.amp_dtype``
+    ``auto``: bfloat16 on NPUs and on CUDA devices that support it, else float16; on the
+    CPU bfloat16 where the CPU has it in hardware, else float32)."""
+    if not enabled:
         return None
-    if name == "auto":
-        supported = kind != "cuda" or torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if supported else torch.float16
-    return getattr(torch, name)
+    if name != "auto":
+        return getattr(torch, name)
+    if kind == "cpu":
+        return torch.bfloat16 if cpu_has_native_bfloat16() else None
+    supported = kind != "cuda" or torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if supported else torch.float16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """What steps under ``autocast(device, dtype)`` compute in, for logs and reports."""
+    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
 
 
 @contextlib.contextmanager

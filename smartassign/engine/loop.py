@@ -37,7 +37,13 @@ from smartassign.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from smartassign.engine.devices import DeviceKind, autocast_dtype, local_device, worker_device
+from smartassign.engine.devices import (
+    DeviceKind,
+    autocast_dtype,
+    local_device,
+    precision_name,
+    worker_device,
+)
 from smartassign.engine.step import NonFiniteLossError, Optimisation
 from smartassign.engine.validation import validate
 
@@ -283,6 +289,16 @@ class WorkerRun:
             if self.rank == 0 and loop_config.get("mlflow_run_id")
             else None
         )
+        if self.rank == 0:
+            self._announce_precision()
+
+    def _announce_precision(self) -> None:
+        """Rank 0: say (and tag the MLflow run with) what the steps compute in, which
+        ``train.amp_dtype`` ``auto`` decides per machine."""
+        precision = precision_name(self.amp_dtype)
+        _progress(f"training on {self.device} in {precision}")
+        if self.mlflow is not None:
+            self.mlflow.set_tag(self.loop_config["mlflow_run_id"], "train_precision", precision)
 
     def _resume(self) -> None:
         checkpoint = self.session.get_checkpoint()
