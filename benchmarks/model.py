@@ -6,8 +6,9 @@
 Measures parameters, MACs at 256x256, forward latency at 256x256 and 512x512 (batch 1,
 no grad), and one training step exactly as training takes it (``Optimisation.step`` of
 ``smartassign.engine.step``: each decoder on its own task's samples, the full Eq. 19 loss,
-backward, clipping, Adam, schedule, EMA; autocast as ``train.amp`` says on a GPU) at batch
-4 of 128x128 crops and at 64 crops of 32x32 (twice the shipped batch). Each measurement runs in
+backward, clipping, Adam, schedule, EMA; autocast as ``train.amp`` picks it on this device,
+and again in float32 when that is something else) at batch 4 of 128x128 crops and at 64
+crops of 32x32 (twice the shipped batch). Each measurement runs in
 a fresh process, so the reported peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA)
 belongs to that measurement alone. Times are medians over ``--repeats`` runs after warm-up.
 """
@@ -27,7 +28,7 @@ from reporting import write_report
 
 from smartassign.builder import build_model
 from smartassign.config import load_config
-from smartassign.engine.devices import autocast_dtype, machine
+from smartassign.engine.devices import autocast_dtype, machine, precision_name
 from smartassign.engine.step import Optimisation
 from smartassign.model.summary import summarize
 
@@ -56,7 +57,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(task: str, params: str, device_name: str, repeats: int, threads: int) -> dict:
+def _measure(
+    task: str, params: str, device_name: str, repeats: int, threads: int, amp: bool
+) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     device = torch.device(device_name)
@@ -74,7 +77,7 @@ def _measure(task: str, params: str, device_name: str, repeats: int, threads: in
         times = _timed(step, device, warmup=2, repeats=repeats)
     else:
         model.train()
-        amp_dtype = autocast_dtype(device.type, cfg.train.amp, cfg.train.amp_dtype)
+        amp_dtype = autocast_dtype(device.type, amp, cfg.train.amp_dtype)
         optimisation = Optimisation.from_config(cfg, model, device, amp_dtype, total_steps=1000)
         batch, size = map(int, task.removeprefix("train").split("x"))
         degraded = torch.rand(batch, 3, size, size, device=device)
@@ -151,10 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "machine": machine(),
     }
-    tasks = [(f"forward{side}", f"forward_{side}") for side in args.forward_sizes]
-    tasks += [(f"train{b}x{s}", f"train_step_b{b}_{s}") for b, s in args.train_batches]
-    for task, label in tasks:
-        result[label] = _in_fresh_process(task, args.params, device, args.repeats, args.threads)
+    picked = autocast_dtype(device, cfg.train.amp, cfg.train.amp_dtype)
+    result["train_precision"] = precision_name(picked)
+    tasks = [(f"forward{side}", f"forward_{side}", False) for side in args.forward_sizes]
+    for batch, side in args.train_batches:
+        tasks.append((f"train{batch}x{side}", f"train_step_b{batch}_{side}", cfg.train.amp))
+        if picked is not None:
+            tasks.append((f"train{batch}x{side}", f"train_step_b{batch}_{side}_float32", False))
+    for task, label, amp in tasks:
+        result[label] = _in_fresh_process(
+            task, args.params, device, args.repeats, args.threads, amp
+        )
         print(f"{label}: {result[label]}", file=sys.stderr)
     write_report(result, args.out)
     return 0

@@ -137,12 +137,14 @@ def test_model_benchmark_writes_forward_and_training_step_timings(
 ):
     bench = _load("model", monkeypatch)
     out = tmp_path / "model.json"
-    argv = ["--params", str(tiny_config_file("model")), "--device", "cpu", "--repeats", "2"]
+    params = tiny_config_file("model", amp=True, amp_dtype="bfloat16")
+    argv = ["--params", str(params), "--device", "cpu", "--repeats", "2"]
     argv += ["--threads", "1", "--forward-sizes", "32", "--train-batches", "2x32"]
     assert bench.main([*argv, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["parameters"] > 0
-    for label in ("forward_32", "train_step_b2_32"):
+    assert report["train_precision"] == "bfloat16 autocast"  # and float32 to compare with
+    for label in ("forward_32", "train_step_b2_32", "train_step_b2_32_float32"):
         timing = report[label]
         assert timing["repeats"] == 2
         assert 0 < timing["min_s"] <= timing["median_s"] <= timing["max_s"]
