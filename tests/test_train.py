@@ -14,6 +14,7 @@ import torch
 
 from smartassign.config import Config
 from smartassign.engine import tracking
+from smartassign.engine.devices import autocast_dtype, precision_name
 from smartassign.engine.loop import _progress, _ReportLineFilter
 from smartassign.engine.run import RUN_STATE_FILE, fit, train
 from smartassign.engine.step import NonFiniteLossError
@@ -49,6 +50,8 @@ def test_two_workers_train_beat_the_input_and_log_a_loadable_model(tiny_config, 
     assert json.loads(params["train.num_workers"]) == 2
     tags = tracking.client().get_run(result.run_id).data.tags
     assert len(tags["data_manifest_sha256"]) == 64
+    picked = autocast_dtype("cpu", cfg.train.amp, cfg.train.amp_dtype)  # as on this machine
+    assert tags["train_precision"] == precision_name(picked)
     assert (result.model_dir / "model.pt").is_file()
     calibration = json.loads((result.model_dir / "calibration.json").read_text())
     assert calibration["images"] == {"rain": 1, "snow": 1}
